@@ -1,0 +1,250 @@
+"""Folders of MIDI files -> grid notes per file, in parallel, with a tokenised cache.
+
+Memory stays O(total notes): each file's notes are one small int32 array, and the cache is one
+flat array plus offsets. A file that cannot be read is skipped and reported with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from midiseed.codec import CODEC_VERSION, Grid
+from midiseed.midifile import MidiReadError, read_notes
+
+log = logging.getLogger(__name__)
+MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
+CACHE_FORMAT = 1
+
+
+class DataError(Exception):
+    """A data folder that cannot be used; the message says which and why."""
+
+
+@dataclass
+class Corpus:
+    """Notes of every readable file of a folder, and what was skipped."""
+
+    root: Path
+    files: list[str]  # paths relative to root, sorted
+    notes: list[np.ndarray]  # per file: int32 (N x 3) pitch, start step, end step
+    skipped: dict[str, str] = field(default_factory=dict)  # relative path -> reason
+    parsed: int = 0  # files parsed in this run (the rest came from the cache)
+
+    def summary(self) -> dict:
+        return {
+            "files_read": len(self.files),
+            "files_skipped": len(self.skipped),
+            "notes": int(sum(len(n) for n in self.notes)),
+            "parsed_now": self.parsed,
+        }
+
+
+def find_midi_files(root: Path) -> list[Path]:
+    """Every .mid/.midi/.kar file under root, recursively, sorted."""
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"data folder {root} is not a folder")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+
+
+def _read_one(args: tuple[str, Grid, bool]) -> tuple[str, np.ndarray | None, str]:
+    path, grid, drums = args
+    try:
+        return path, read_notes(path, grid, drums), ""
+    except MidiReadError as err:
+        return path, None, str(err)
+    except Exception as err:  # a parser bug must cost one file, not the run
+        return path, None, f"{type(err).__name__}: {err}"
+
+
+def _default_cache_dir(root: Path) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "midiseed"
+    return base / hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+
+
+def load_corpus(
+    root: Path,
+    grid: Grid = Grid(),
+    include_drums: bool = False,
+    workers: int | None = None,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Corpus:
+    """Read every MIDI file under `root` (see `read_notes`), reusing the cache for unchanged files."""
+    root = Path(root)
+    paths = find_midi_files(root)
+    if not paths:
+        raise DataError(f"data folder {root} has no .mid or .midi files")
+    cache_dir = cache_dir or _default_cache_dir(root)
+    settings = {"format": CACHE_FORMAT, "codec": CODEC_VERSION, "grid": asdict(grid), "drums": include_drums}
+    cached = _load_cache(cache_dir, settings) if use_cache else {}
+
+    stats = {str(p.relative_to(root)): p.stat() for p in paths}
+    results: dict[str, tuple[np.ndarray | None, str]] = {}
+    todo = []
+    for rel, st in stats.items():
+        hit = cached.get(rel)
+        if hit is not None and hit[0] == (st.st_size, st.st_mtime_ns):
+            results[rel] = (hit[1], hit[2])
+        else:
+            todo.append(rel)
+    for rel, (notes, reason) in _parse_all([str(root / r) for r in todo], root, grid, include_drums, workers):
+        results[rel] = (notes, reason)
+
+    corpus = Corpus(root=root, files=[], notes=[], parsed=len(todo))
+    for rel in sorted(results):
+        notes, reason = results[rel]
+        if notes is None:
+            corpus.skipped[rel] = reason
+            if on_skip:
+                on_skip(rel, reason)
+        elif len(notes) == 0:
+            corpus.skipped[rel] = "no pitched notes (drum tracks are left out)"
+            if on_skip:
+                on_skip(rel, corpus.skipped[rel])
+        else:
+            corpus.files.append(rel)
+            corpus.notes.append(notes)
+    if use_cache and todo:
+        _save_cache(cache_dir, settings, stats, results)
+    return corpus
+
+
+def _parse_all(paths: list[str], root: Path, grid: Grid, drums: bool, workers: int | None):
+    jobs = [(p, grid, drums) for p in paths]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < 8:
+        for job in jobs:
+            path, notes, reason = _read_one(job)
+            yield str(Path(path).relative_to(root)), (notes, reason)
+        return
+    chunk = max(1, min(256, len(jobs) // (workers * 8)))
+    # spawn, not fork: the caller may already hold TensorFlow's threads
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for path, notes, reason in pool.map(_read_one, jobs, chunksize=chunk):
+                yield str(Path(path).relative_to(root)), (notes, reason)
+    except BrokenProcessPool:
+        # a file crashed the parser outright; go file by file so only that file is lost
+        log.warning("a worker died while parsing; re-reading one file at a time")
+        done = set()
+        for job in jobs:
+            rel = str(Path(job[0]).relative_to(root))
+            if rel in done:
+                continue
+            done.add(rel)
+            yield rel, _read_isolated(job)
+
+
+def _read_isolated(job: tuple[str, Grid, bool]) -> tuple[np.ndarray | None, str]:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        try:
+            _, notes, reason = pool.submit(_read_one, job).result(timeout=60)
+            return notes, reason
+        except BrokenProcessPool:
+            return None, "the parser crashed on this file"
+        except TimeoutError:
+            return None, "parsing took longer than 60 s"
+
+
+def _load_cache(cache_dir: Path, settings: dict) -> dict[str, tuple[tuple[int, int], np.ndarray | None, str]]:
+    manifest_path = cache_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("settings") != settings:
+            return {}
+        with np.load(cache_dir / "notes.npz", allow_pickle=False) as data:
+            flat, offsets = data["notes"], data["offsets"]
+        if zlib.crc32(flat.tobytes()) != manifest["crc32"]:
+            log.warning("tokenised cache %s is damaged; re-reading everything", cache_dir)
+            return {}
+    except (OSError, ValueError, KeyError):
+        return {}
+    out = {}
+    for i, entry in enumerate(manifest["files"]):
+        rel, size, mtime, reason = entry
+        notes = flat[offsets[i] : offsets[i + 1]] if not reason else None
+        out[rel] = ((size, mtime), notes, reason)
+    return out
+
+
+def _save_cache(cache_dir: Path, settings: dict, stats: dict, results: dict) -> None:
+    entries, arrays, offsets = [], [], [0]
+    for rel in sorted(results):
+        notes, reason = results[rel]
+        st = stats[rel]
+        arr = notes if notes is not None else np.zeros((0, 3), dtype=np.int32)
+        entries.append([rel, st.st_size, st.st_mtime_ns, reason])
+        arrays.append(arr.astype(np.int32))
+        offsets.append(offsets[-1] + len(arr))
+    flat = np.concatenate(arrays) if arrays else np.zeros((0, 3), dtype=np.int32)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / "notes.tmp.npz"
+        np.savez(tmp, notes=flat, offsets=np.array(offsets, dtype=np.int64))
+        os.replace(tmp, cache_dir / "notes.npz")
+        manifest = {"settings": settings, "crc32": zlib.crc32(flat.tobytes()), "files": entries}
+        (cache_dir / "manifest.json").write_text(json.dumps(manifest))
+    except OSError as err:
+        log.warning("could not write the tokenised cache to %s: %s", cache_dir, err)
+
+
+def split_by_file(files: list[str], val_fraction: float) -> tuple[list[int], list[int]]:
+    """Indices of (train, held-out) files. A file's side depends on its name only (a hash), so adding
+    files never moves another one across; with two or more files, each side gets at least one."""
+    if not 0 < val_fraction < 1:
+        raise DataError(f"validation fraction must be between 0 and 1, got {val_fraction}")
+    hashes = [zlib.crc32(f.encode()) % 10_000 for f in files]
+    val = [i for i, h in enumerate(hashes) if h < val_fraction * 10_000]
+    ranked = sorted(range(len(files)), key=lambda i: hashes[i])
+    if not val and len(files) > 1:
+        val = [ranked[0]]
+    if len(val) == len(files) and len(files) > 1:
+        val.remove(ranked[-1])
+    held = set(val)
+    return [i for i in range(len(files)) if i not in held], sorted(val)
+
+
+def export_music21(out: Path, composer: str = "bach", limit: int | None = None, workers: int | None = None) -> list[Path]:
+    """Write pieces of music21's bundled corpus as .mid files; returns the files written."""
+    from music21 import corpus as m21corpus
+
+    paths = [p for p in m21corpus.getComposer(composer) if Path(p).suffix in {".mxl", ".xml", ".krn", ".musicxml"}]
+    if not paths:
+        raise DataError(f"music21's corpus has no pieces by {composer!r} (try bach, beethoven, mozart)")
+    paths = sorted(paths, key=lambda p: Path(p).name)[: limit or None]
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(p), str(out / (Path(p).stem + ".mid"))) for p in paths]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        done = [_export_one(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            done = list(pool.map(_export_one, jobs))
+    return [Path(p) for p in done if p]
+
+
+def _export_one(job: tuple[str, str]) -> str | None:
+    from music21 import converter
+
+    src, dst = job
+    try:
+        converter.parse(src).write("midi", fp=dst)
+        return dst
+    except Exception as err:  # one bad score must not stop the export
+        log.warning("skipped %s: %s", src, err)
+        return None

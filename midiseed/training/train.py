@@ -1,0 +1,319 @@
+"""`midiseed train`: a folder of MIDI files -> a run directory with a trained LSTM.
+
+Run directory:
+    config.json      options, model config, data summary (what `export` reads)
+    codec.json       grid + vocabulary (the token codec the model was trained with)
+    split.json       which files were held out (the split is by file, never by window)
+    history.json     per-epoch loss/accuracy, train and held-out; history.png plots it
+    state.json       epoch, best held-out loss, patience used: what a resumed run continues from
+    checkpoints/     last.keras (with optimizer state) and best.keras
+    model.keras      the best weights, written when training ends
+    metrics.json     held-out loss and accuracy of model.keras
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from midiseed.codec import Codec, Grid
+from midiseed.training.corpus import DataError, load_corpus, split_by_file
+from midiseed.training.dataset import (
+    TokenSet,
+    batch,
+    build_codec,
+    encode_pieces,
+    piece_events,
+    transposition_range,
+)
+from midiseed.training.model import ModelConfig, build_model, preset_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    """Everything `midiseed train` takes; saved in config.json."""
+
+    data: str
+    out: str
+    preset: str = "default"
+    epochs: int = 150
+    batch_size: int = 128
+    seq_len: int | None = None  # None: the preset's
+    patience: int = 10  # epochs without a better held-out loss before stopping
+    val_fraction: float = 0.1
+    vocab_cap: int = 1024
+    transpose: str = "-5..6"  # augmentation: every transposition in this range (training split only)
+    stride: int | None = None  # between window starts; None: seq_len // 4
+    learning_rate: float = 1e-3
+    include_drums: bool = False
+    seed: int = 0
+    devices: str = "auto"  # auto, or a comma list such as "CPU:0,CPU:1" for data-parallel training
+    workers: int | None = None  # parsing processes; None: one per core
+
+
+def _window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch_size: int, shuffle: bool, seed: int):
+    import keras
+
+    class Windows(keras.utils.PyDataset):
+        """Batches sliced from the flat token array on demand (memory O(tokens))."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = starts.copy()
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return math.ceil(len(self.order) / batch_size)
+
+        def __getitem__(self, i: int):
+            return batch(tokens, self.order[i * batch_size : (i + 1) * batch_size], seq_len)
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return Windows()
+
+
+def _strategy_scope(devices: str):
+    """A context in which to build and compile the model: data-parallel over several devices
+    when there are (tf.distribute under TensorFlow, keras.distribution under JAX)."""
+    import contextlib
+
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if devices == "auto":
+            gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+            chosen = gpus if len(gpus) > 1 else []
+        else:
+            chosen = [d.strip() for d in devices.split(",") if d.strip()]
+        if len(chosen) > 1:
+            strategy = tf.distribute.MirroredStrategy(chosen)
+            log.info("data-parallel training on %d devices: %s", strategy.num_replicas_in_sync, ", ".join(chosen))
+            return strategy.scope()
+        log.info("training on %s", chosen[0] if chosen else ("GPU" if tf.config.list_logical_devices("GPU") else "CPU"))
+    elif backend == "jax":
+        import jax
+
+        all_devices = jax.devices()
+        if len(all_devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=all_devices))
+            log.info("data-parallel training on %d %s devices", len(all_devices), all_devices[0].platform)
+        else:
+            log.info("training on %s", all_devices[0].platform)
+    return contextlib.nullcontext()
+
+
+def split_cpu(n: int) -> None:
+    """Present the CPU as n logical devices (TensorFlow only; before TensorFlow starts)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def prepare_data(opts: TrainOptions, grid: Grid, codec: Codec | None, on_skip=None):
+    """Read, split, augment and encode. Returns (codec, train TokenSet, val TokenSet, corpus, split)."""
+    corpus = load_corpus(Path(opts.data), grid, opts.include_drums, opts.workers, on_skip=on_skip)
+    if not corpus.files:
+        raise DataError(f"no readable MIDI file in {opts.data} ({len(corpus.skipped)} skipped)")
+    if len(corpus.files) < 2:
+        raise DataError(f"{opts.data} has only one readable MIDI file; a held-out split needs two or more")
+    train_idx, val_idx = split_by_file(corpus.files, opts.val_fraction)
+    shifts = transposition_range(opts.transpose)
+    train_pieces = piece_events([corpus.notes[i] for i in train_idx], grid, shifts)
+    val_pieces = piece_events([corpus.notes[i] for i in val_idx], grid, [0])
+    if codec is None:
+        codec = build_codec(train_pieces, opts.vocab_cap, grid)
+    split = {"train": [corpus.files[i] for i in train_idx], "held_out": [corpus.files[i] for i in val_idx]}
+    return codec, encode_pieces(codec, train_pieces), encode_pieces(codec, val_pieces), corpus, split
+
+
+def train(opts: TrainOptions) -> dict:
+    """Train (or resume) a run; returns the final metrics. Raises DataError/ValueError on bad input."""
+    import keras
+
+    run = Path(opts.out)
+    if opts.epochs < 1 or opts.batch_size < 1 or opts.patience < 1:
+        raise ValueError("epochs, batch size and patience must each be at least 1")
+    grid = Grid()
+    state_path = run / "state.json"
+    codec = None
+    state = {"epoch": 0, "best": None, "wait": 0, "history": []}
+    if state_path.exists():
+        saved = json.loads((run / "config.json").read_text())
+        if saved["options"] | {"epochs": opts.epochs} != asdict(opts) | {"epochs": opts.epochs}:
+            raise ValueError(f"{run} holds a run with other settings; use another --out or delete it")
+        state = json.loads(state_path.read_text())
+        codec = Codec.from_json((run / "codec.json").read_text())
+        log.info("resuming %s after epoch %d", run, state["epoch"])
+
+    def skipped(rel: str, reason: str) -> None:
+        log.warning("skipped %s: %s", rel, reason)
+
+    t0 = time.perf_counter()
+    codec, train_set, val_set, corpus, split = prepare_data(opts, grid, codec, skipped)
+    prep_s = time.perf_counter() - t0
+    cfg = preset_config(opts.preset, len(codec), seq_len=opts.seq_len)
+    stride = opts.stride or max(1, cfg.seq_len // 4)
+    train_starts = train_set.window_starts(cfg.seq_len, stride)
+    val_starts = val_set.window_starts(cfg.seq_len, max(1, cfg.seq_len // 2))
+    longest = int(max(np.diff(train_set.offsets).max(initial=0), np.diff(val_set.offsets).max(initial=0)))
+    if len(train_starts) == 0 or len(val_starts) == 0:
+        side = "training" if len(train_starts) == 0 else "held-out"
+        raise DataError(
+            f"seq_len {cfg.seq_len} is longer than every {side} piece (longest has {longest} events); "
+            "use a smaller --seq-len"
+        )
+    summary = {
+        **corpus.summary(),
+        "train_files": len(split["train"]),
+        "held_out_files": len(split["held_out"]),
+        "train_tokens": len(train_set.tokens),
+        "held_out_tokens": len(val_set.tokens),
+        "train_windows": len(train_starts),
+        "transpose": opts.transpose,
+        "data": str(opts.data),
+        "prepare_seconds": round(prep_s, 2),
+    }
+    log.info(
+        "data: %d files read, %d skipped; %d training tokens (%d windows), %d held-out tokens; vocab %d",
+        summary["files_read"], summary["files_skipped"], summary["train_tokens"], len(train_starts),
+        summary["held_out_tokens"], len(codec),
+    )
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "codec.json").write_text(codec.to_json())
+    (run / "split.json").write_text(json.dumps(split, indent=1))
+    (run / "config.json").write_text(json.dumps(
+        {"options": asdict(opts), "preset": opts.preset, "model": cfg.to_dict(), "data": summary,
+         "backend": keras.backend.backend()}, indent=1))
+
+    keras.utils.set_random_seed(opts.seed + state["epoch"])
+    train_data = _window_dataset(train_set.tokens, train_starts, cfg.seq_len, opts.batch_size, True, opts.seed)
+    val_data = _window_dataset(val_set.tokens, val_starts, cfg.seq_len, opts.batch_size, False, opts.seed)
+    with _strategy_scope(opts.devices):
+        if state["epoch"] > 0:
+            model = keras.models.load_model(run / "checkpoints" / "last.keras")
+        else:
+            model = build_model(cfg)
+            model.compile(
+                optimizer=keras.optimizers.Adam(opts.learning_rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+    keeper = RunKeeper(run, state, opts.patience, len(train_starts) * cfg.seq_len)
+    if state["epoch"] < opts.epochs and state["wait"] < opts.patience:
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=opts.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[keeper._make(keras)],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    else:
+        log.info("%s already finished training (epoch %d); writing its final model", run, state["epoch"])
+    best = keras.models.load_model(run / "checkpoints" / "best.keras")
+    best.save(run / "model.keras")
+    loss, acc = best.evaluate(val_data, verbose=0)
+    metrics = {
+        "held_out_loss": float(loss),
+        "held_out_accuracy": float(acc),
+        "best_epoch": int(state["best_epoch"]),
+        "epochs_run": int(state["epoch"]),
+        "train_tokens_per_second": keeper.tokens_per_second(),
+        "vocab_size": len(codec),
+        "parameters": int(best.count_params()),
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+class RunKeeper:
+    """Per epoch: history, checkpoints, early stopping with the best weights kept, resumable state."""
+
+    def __init__(self, run: Path, state: dict, patience: int, tokens_per_epoch: int) -> None:
+        self.run, self.state, self.patience = run, state, patience
+        self.tokens_per_epoch = tokens_per_epoch
+        self.tokens = 0
+        self.train_seconds = 0.0  # time in training batches only (not validation, not checkpoints)
+
+    def tokens_per_second(self) -> float:
+        return round(self.tokens / self.train_seconds, 1) if self.train_seconds else 0.0
+
+    def _make(self, keras):
+        keeper = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                keeper.train_seconds += time.perf_counter() - self._t
+
+            def on_epoch_end(self, epoch, logs=None):
+                keeper.tokens += keeper.tokens_per_epoch
+                keeper.epoch_end(self.model, epoch, logs or {})
+
+        return Callback()
+
+    def epoch_end(self, model, epoch: int, logs: dict) -> None:
+        st = self.state
+        st["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        val = float(logs["val_loss"])
+        ck = self.run / "checkpoints"
+        if st["best"] is None or val < st["best"]:
+            st["best"], st["best_epoch"], st["wait"] = val, epoch + 1, 0
+            model.save(ck / "best.tmp.keras")
+            os.replace(ck / "best.tmp.keras", ck / "best.keras")
+        else:
+            st["wait"] += 1
+        model.save(ck / "last.tmp.keras")
+        os.replace(ck / "last.tmp.keras", ck / "last.keras")
+        st["epoch"] = epoch + 1
+        tmp = self.run / "state.tmp.json"
+        tmp.write_text(json.dumps(st))
+        os.replace(tmp, self.run / "state.json")  # written last: a crash before it repeats the epoch
+        (self.run / "history.json").write_text(json.dumps(st["history"], indent=1))
+        plot_history(st["history"], self.run / "history.png")
+        if st["wait"] >= self.patience:
+            log.info("no better held-out loss for %d epochs: stopping; best was epoch %d", self.patience,
+                     st["best_epoch"])
+            model.stop_training = True
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, training and held-out, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ["loss", "accuracy"]):
+        ax.plot(epochs, [h.get(key) for h in history], label="training")
+        ax.plot(epochs, [h.get(f"val_{key}") for h in history], label="held out")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

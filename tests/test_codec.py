@@ -1,0 +1,124 @@
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from midiseed.codec import (
+    Codec,
+    CodecError,
+    Event,
+    Grid,
+    events_to_notes,
+    notes_to_events,
+    parse_note_name,
+)
+
+
+def random_notes(rng: np.random.Generator, n: int = 60) -> np.ndarray:
+    """Polyphonic notes that stay inside the grid's caps (so the round trip must be exact)."""
+    notes = []
+    for voice, base in enumerate((48, 60, 67, 76)):
+        t = int(rng.integers(0, 4))
+        for _ in range(n // 4):
+            length = int(rng.integers(1, 12))
+            if rng.random() < 0.15:
+                t += int(rng.integers(1, 6))  # a rest in this voice
+            notes.append((base + int(rng.integers(0, 7)) + voice, t, t + length))
+            t += length
+    arr = np.array(notes)
+    arr[:, 1:] -= arr[:, 1].min()
+    return arr[np.lexsort((arr[:, 0], arr[:, 1]))]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_notes_round_trip_through_events_keeps_pitches_onsets_and_durations(seed):
+    notes = random_notes(np.random.default_rng(seed))
+    back = events_to_notes(notes_to_events(notes))
+    np.testing.assert_array_equal(back, notes)
+
+
+def test_repeated_pitch_is_struck_again_not_merged():
+    notes = np.array([[60, 0, 4], [64, 0, 8], [60, 4, 8]])
+    events = notes_to_events(notes)
+    assert [e.key() for e in events] == ["60,64:4", "60,64_:4"]
+    np.testing.assert_array_equal(events_to_notes(events), notes)
+
+
+def test_long_notes_split_into_held_events_and_long_silence_is_capped():
+    grid = Grid(max_steps=4, max_rest=8)
+    notes = np.array([[60, 0, 10], [62, 100, 101]])
+    events = notes_to_events(notes, grid)
+    assert [e.key() for e in events] == ["60:4", "60_:4", "60_:2", "r:4", "r:4", "62:1"]
+
+
+def test_overlapping_and_zero_length_notes_are_cleaned():
+    notes = np.array([[60, 0, 8], [60, 2, 6], [62, 3, 3]])
+    back = events_to_notes(notes_to_events(notes))
+    np.testing.assert_array_equal(back, [[60, 0, 2], [60, 2, 6], [62, 3, 4]])
+
+
+def test_polyphony_is_capped_keeping_bass_and_top():
+    notes = np.array([[p, 0, 4] for p in range(40, 52)])
+    (event,) = notes_to_events(notes, Grid(max_poly=4))
+    assert event.pitches == (40, 49, 50, 51)
+
+
+def test_event_key_round_trip_and_bad_keys():
+    for key in ["r:3", "60:1", "48,60_,67:16"]:
+        assert Event.from_key(key).key() == key
+    for bad in ["", "60", "60:0", "x:4", "64,60:2", "200:1"]:
+        with pytest.raises(CodecError):
+            Event.from_key(bad)
+
+
+def test_transposition_moves_pitches_and_refuses_out_of_range():
+    ev = Event.from_key("60,64_:4")
+    assert ev.transposed(2).key() == "62,66_:4"
+    assert Event.from_key("125:1").transposed(5) is None
+
+
+def test_vocabulary_is_capped_by_frequency_and_deterministic():
+    counts = Counter({"60:4": 10, "62:4": 10, "64:4": 3, "r:4": 7})
+    codec = Codec.build(counts, cap=3)
+    assert codec.keys == ["60:4", "62:4", "r:4"]
+
+
+def test_unknown_events_map_to_the_nearest_known_one_never_crash():
+    codec = Codec(["60:4", "60:8", "72:4", "60,64,67:4", "r:4", "r:16"])
+    near = lambda key: codec.keys[codec.nearest(Event.from_key(key))]  # noqa: E731
+    assert near("61:4") == "60:4"
+    assert near("60:7") == "60:8"
+    assert near("71:4") == "72:4"
+    assert near("60,64,68:4") == "60,64,67:4"
+    assert near("r:12") == "r:16"
+    assert near("0,127:16") in codec.keys
+    assert near("r:1") in ("r:4",)
+
+
+def test_codec_json_round_trip_and_version_check():
+    codec = Codec(["60:4", "r:2"], Grid(steps_per_beat=8))
+    again = Codec.from_json(codec.to_json())
+    assert again.keys == codec.keys and again.grid == codec.grid
+    data = json.loads(codec.to_json())
+    data["codec_version"] = 99
+    with pytest.raises(CodecError, match="version 99"):
+        Codec.from_json(json.dumps(data))
+    with pytest.raises(CodecError):
+        Codec.from_json("{}")
+
+
+def test_decode_out_of_range_id_is_a_codec_error():
+    with pytest.raises(CodecError):
+        Codec(["60:4"]).decode([5])
+
+
+@pytest.mark.parametrize(("name", "pitch"), [("C4", 60), ("F#3", 54), ("Bb5", 82), ("A0", 21), ("64", 64)])
+def test_note_names(name, pitch):
+    assert parse_note_name(name) == pitch
+
+
+@pytest.mark.parametrize("bad", ["H4", "C", "C99", "", "Cx4"])
+def test_bad_note_names(bad):
+    with pytest.raises(CodecError):
+        parse_note_name(bad)

@@ -1,0 +1,114 @@
+import shutil
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from midiseed.codec import Grid, events_to_notes, notes_to_events
+from midiseed.midifile import MidiReadError, read_notes, write_notes
+from midiseed.training.corpus import DataError, find_midi_files, load_corpus, split_by_file
+
+TEST_FILES = Path(__file__).resolve().parents[1].parent / "shared" / "test-midi-files" / "midi"
+# the ten files mido refuses (shared/test-midi-files/README.md); symusic reads two of them
+BROKEN = {
+    "test-corrupt-file-missing-byte.mid",
+    "test-empty-file.mid",
+    "test-illegal-message-all.mid",
+    "test-illegal-message-f4.mid",
+    "test-illegal-message-f5.mid",
+    "test-illegal-message-f9.mid",
+    "test-illegal-message-fd.mid",
+    "test-not-a-midi-file.mid",
+}
+
+
+def test_shared_test_files_are_there():
+    assert len(list(TEST_FILES.glob("*.mid"))) == 72
+
+
+def test_every_odd_test_file_is_read_or_skipped_with_a_reason(tmp_path):
+    reports = []
+    corpus = load_corpus(TEST_FILES, cache_dir=tmp_path / "cache", workers=2, on_skip=lambda f, r: reports.append(f))
+    assert BROKEN <= set(corpus.skipped)
+    assert all(corpus.skipped[name] for name in BROKEN)  # each has a reason
+    assert set(reports) == set(corpus.skipped)
+    assert len(corpus.files) + len(corpus.skipped) == 72
+    assert "test-c-major-scale.mid" in corpus.files
+    assert corpus.summary()["files_read"] == len(corpus.files)
+
+
+def test_unreadable_file_raises_with_reason():
+    with pytest.raises(MidiReadError, match="MThd"):
+        read_notes(TEST_FILES / "test-not-a-midi-file.mid")
+
+
+def test_drums_are_dropped_unless_asked():
+    path = TEST_FILES / "test-all-gm-percussion.mid"
+    assert len(read_notes(path)) == 0
+    assert len(read_notes(path, include_drums=True)) > 40
+
+
+def test_c_major_scale_reads_as_eight_notes_on_the_grid():
+    notes = read_notes(TEST_FILES / "test-c-major-scale.mid")
+    assert notes[:, 0].tolist() == [60, 62, 64, 65, 67, 69, 71, 72]
+    assert (np.diff(notes[:, 1]) > 0).all()
+
+
+def test_type_2_file_plays_tracks_one_after_another():
+    type1 = read_notes(TEST_FILES / "test-2-tracks-type-1.mid")
+    type2 = read_notes(TEST_FILES / "test-2-tracks-type-2.mid")
+    assert len(type1) == len(type2)
+    assert type2[:, 2].max() > type1[:, 2].max()
+
+
+def test_written_file_reads_back_the_same_notes_with_tempo_changes_ignored(tmp_path):
+    notes = np.array([[60, 0, 4], [64, 0, 2], [67, 2, 3], [72, 6, 8]])
+    path = tmp_path / "x.mid"
+    write_notes(notes, path, bpm=97)
+    np.testing.assert_array_equal(read_notes(path), notes)
+    mid = mido.MidiFile(path)  # a tempo change in the middle moves seconds, not beats
+    mid.tracks[0].insert(3, mido.MetaMessage("set_tempo", tempo=300000, time=0))
+    mid.save(path)
+    np.testing.assert_array_equal(read_notes(path), notes)
+    assert events_to_notes(notes_to_events(read_notes(path))).tolist() == notes.tolist()
+
+
+def test_folder_is_searched_recursively_and_cache_avoids_reparsing(tmp_path):
+    data = tmp_path / "data"
+    (data / "a" / "b").mkdir(parents=True)
+    for name in ["test-c-major-scale.mid", "test-multichannel-chords-0.mid", "test-empty-file.mid"]:
+        shutil.copy(TEST_FILES / name, data / "a" / "b" / name)
+    shutil.copy(TEST_FILES / "test-vlq-2-byte.mid", data / "top.MIDI")
+    assert len(find_midi_files(data)) == 4
+    first = load_corpus(data, cache_dir=tmp_path / "c")
+    assert first.parsed == 4
+    second = load_corpus(data, cache_dir=tmp_path / "c")
+    assert second.parsed == 0
+    assert second.files == first.files and second.skipped == first.skipped
+    for a, b in zip(first.notes, second.notes):
+        np.testing.assert_array_equal(a, b)
+    shutil.copy(TEST_FILES / "test-multichannel-chords-1.mid", data / "new.mid")
+    third = load_corpus(data, cache_dir=tmp_path / "c")
+    assert third.parsed == 1 and len(third.files) == len(first.files) + 1
+    other_grid = load_corpus(data, grid=Grid(steps_per_beat=8), cache_dir=tmp_path / "c")
+    assert other_grid.parsed == 5
+
+
+def test_missing_and_empty_folders_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_corpus(tmp_path / "nope")
+    with pytest.raises(DataError, match=r"no \.mid"):
+        load_corpus(tmp_path)
+
+
+def test_held_out_split_is_by_file_stable_and_never_empty():
+    files = [f"piece{i}.mid" for i in range(50)]
+    train, val = split_by_file(files, 0.1)
+    assert 1 <= len(val) <= 12 and not set(train) & set(val) and len(train) + len(val) == 50
+    held = {files[i] for i in val}
+    more = [*files, *(f"extra{i}.mid" for i in range(30))]
+    _, val_more = split_by_file(more, 0.1)
+    # adding files never moves an old file from held-out into training
+    assert {more[i] for i in val_more} & set(files) == held
+    assert split_by_file(["a.mid", "b.mid"], 0.1)[1] != []
