@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ log = logging.getLogger("midiseed")
 
 
 def _setup_logging(verbose: bool = False) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -71,12 +73,16 @@ def train(
     preset: Annotated[str, typer.Option(help="seed, default or tiny.")] = "default",
     epochs: Annotated[int, typer.Option(min=1)] = 150,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    seq_len: Annotated[int | None, typer.Option(min=2, help="Window length in events (default: preset's).")] = None,
+    seq_len: Annotated[
+        int | None, typer.Option(min=2, help="Window length in events (default: preset's).")
+    ] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping: epochs without improvement.")] = 10,
     val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of files held out.")] = 0.1,
     vocab_cap: Annotated[int, typer.Option(min=2, help="Most distinct events in the vocabulary.")] = 1024,
     transpose: Annotated[str, typer.Option(help="Augmentation: transpositions, e.g. -5..6 or 0.")] = "-5..6",
-    devices: Annotated[str, typer.Option(help="auto, or e.g. GPU:0,GPU:1 for data-parallel training.")] = "auto",
+    devices: Annotated[
+        str, typer.Option(help="auto, or e.g. GPU:0,GPU:1 for data-parallel training.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     drums: Annotated[bool, typer.Option(help="Keep drum tracks (channel 10).")] = False,
 ) -> None:
@@ -85,18 +91,31 @@ def train(
     from midiseed.training.model import PRESETS
 
     if preset not in PRESETS:
-        raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", param_hint="--preset")
+        raise typer.BadParameter(
+            f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", param_hint="--preset"
+        )
     from midiseed.training.train import TrainOptions
     from midiseed.training.train import train as run_training
 
     opts = TrainOptions(
-        data=str(data), out=str(out), preset=preset, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
-        patience=patience, val_fraction=val_fraction, vocab_cap=vocab_cap, transpose=transpose, devices=devices,
-        seed=seed, include_drums=drums,
+        data=str(data),
+        out=str(out),
+        preset=preset,
+        epochs=epochs,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        patience=patience,
+        val_fraction=val_fraction,
+        vocab_cap=vocab_cap,
+        transpose=transpose,
+        devices=devices,
+        seed=seed,
+        include_drums=drums,
     )
     metrics = run_training(opts)
     typer.echo(
-        f"trained {out}: held-out loss {metrics['held_out_loss']:.3f}, accuracy {metrics['held_out_accuracy']:.3f} "
+        f"trained {out}: held-out loss {metrics['held_out_loss']:.3f}, "
+        f"accuracy {metrics['held_out_accuracy']:.3f} "
         f"(best epoch {metrics['best_epoch']} of {metrics['epochs_run']}), "
         f"{metrics['train_tokens_per_second']:.0f} tokens/s"
     )

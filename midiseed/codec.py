@@ -12,6 +12,7 @@ and the model file carries its parameters and vocabulary (see `Codec.to_json`).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -125,7 +126,7 @@ def notes_to_events(notes: np.ndarray, grid: Grid = Grid()) -> list[Event]:
     times = sorted(set(starts) | set(ends))
     sounding: dict[int, int] = {}  # pitch -> onset step
     events: list[Event] = []
-    for t, t_next in zip(times, times[1:]):
+    for t, t_next in itertools.pairwise(times):
         for pitch in ends.get(t, ()):
             if sounding.get(pitch, t) < t:
                 del sounding[pitch]
@@ -267,7 +268,9 @@ class Codec:
         except (ValueError, KeyError, TypeError) as err:
             raise CodecError(f"not a midiseed codec description: {err}") from err
         if version != CODEC_VERSION:
-            raise CodecError(f"codec version {version} is not supported (this midiseed reads {CODEC_VERSION})")
+            raise CodecError(
+                f"codec version {version} is not supported (this midiseed reads {CODEC_VERSION})"
+            )
         return cls(keys, grid)
 
 

@@ -103,8 +103,11 @@ def write_notes(
     now = 0
     for tick, is_on, pitch in timeline:
         kind = "note_on" if is_on else "note_off"
-        track.append(mido.Message(kind, note=pitch, velocity=velocity if is_on else 0, channel=channel,
-                                  time=tick - now))
+        track.append(
+            mido.Message(
+                kind, note=pitch, velocity=velocity if is_on else 0, channel=channel, time=tick - now
+            )
+        )
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=0))
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)

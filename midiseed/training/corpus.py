@@ -219,11 +219,15 @@ def split_by_file(files: list[str], val_fraction: float) -> tuple[list[int], lis
     return [i for i in range(len(files)) if i not in held], sorted(val)
 
 
-def export_music21(out: Path, composer: str = "bach", limit: int | None = None, workers: int | None = None) -> list[Path]:
+def export_music21(
+    out: Path, composer: str = "bach", limit: int | None = None, workers: int | None = None
+) -> list[Path]:
     """Write pieces of music21's bundled corpus as .mid files; returns the files written."""
     from music21 import corpus as m21corpus
 
-    paths = [p for p in m21corpus.getComposer(composer) if Path(p).suffix in {".mxl", ".xml", ".krn", ".musicxml"}]
+    paths = [
+        p for p in m21corpus.getComposer(composer) if Path(p).suffix in {".mxl", ".xml", ".krn", ".musicxml"}
+    ]
     if not paths:
         raise DataError(f"music21's corpus has no pieces by {composer!r} (try bach, beethoven, mozart)")
     paths = sorted(paths, key=lambda p: Path(p).name)[: limit or None]

@@ -36,7 +36,9 @@ class TokenSet:
         return [self.tokens[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
 
 
-def piece_events(notes: Sequence[np.ndarray], grid: Grid, transpositions: Sequence[int] = (0,)) -> list[list[Event]]:
+def piece_events(
+    notes: Sequence[np.ndarray], grid: Grid, transpositions: Sequence[int] = (0,)
+) -> list[list[Event]]:
     """Events of each piece under each transposition that keeps every pitch in 0..127."""
     out = []
     for arr in notes:

@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, replace
 
 PRESETS: dict[str, dict] = {
     # the project we grew from: 3 x LSTM(512), dense 256, 100-event windows
-    "seed": {"embed_dim": 64, "lstm_units": (512, 512, 512), "dense_units": 256, "dropout": 0.3, "seq_len": 100},
+    "seed": {
+        "embed_dim": 64,
+        "lstm_units": (512, 512, 512),
+        "dense_units": 256,
+        "dropout": 0.3,
+        "seq_len": 100,
+    },
     # what we ship: sized so one step stays far under a millisecond on a 2-core CPU (MODEL_CARD.md)
     "default": {"embed_dim": 64, "lstm_units": (256, 256), "dense_units": 256, "dropout": 0.3, "seq_len": 64},
     # for tests: trains in seconds, still two stacked layers so state handling is exercised

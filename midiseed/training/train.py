@@ -27,14 +27,13 @@ import numpy as np
 from midiseed.codec import Codec, Grid
 from midiseed.training.corpus import DataError, load_corpus, split_by_file
 from midiseed.training.dataset import (
-    TokenSet,
     batch,
     build_codec,
     encode_pieces,
     piece_events,
     transposition_range,
 )
-from midiseed.training.model import ModelConfig, build_model, preset_config
+from midiseed.training.model import build_model, preset_config
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +60,24 @@ class TrainOptions:
     workers: int | None = None  # parsing processes; None: one per core
 
 
-def _window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch_size: int, shuffle: bool, seed: int):
+def _window_dataset(
+    tokens: np.ndarray,
+    starts: np.ndarray,
+    seq_len: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    replicas: int,
+):
     import keras
+
+    # every batch must split evenly over the replicas: trim the windows to a multiple of them
+    starts = (
+        starts[: len(starts) - len(starts) % replicas]
+        if len(starts) >= replicas
+        else np.resize(starts, replicas)
+    )
+    batch_size = max(replicas, batch_size - batch_size % replicas)
 
     class Windows(keras.utils.PyDataset):
         """Batches sliced from the flat token array on demand (memory O(tokens))."""
@@ -88,8 +103,8 @@ def _window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch_
 
 
 def _strategy_scope(devices: str):
-    """A context in which to build and compile the model: data-parallel over several devices
-    when there are (tf.distribute under TensorFlow, keras.distribution under JAX)."""
+    """(context to build and compile the model in, number of replicas): data-parallel over several
+    devices when there are (tf.distribute under TensorFlow, keras.distribution under JAX)."""
     import contextlib
 
     import keras
@@ -105,9 +120,14 @@ def _strategy_scope(devices: str):
             chosen = [d.strip() for d in devices.split(",") if d.strip()]
         if len(chosen) > 1:
             strategy = tf.distribute.MirroredStrategy(chosen)
-            log.info("data-parallel training on %d devices: %s", strategy.num_replicas_in_sync, ", ".join(chosen))
-            return strategy.scope()
-        log.info("training on %s", chosen[0] if chosen else ("GPU" if tf.config.list_logical_devices("GPU") else "CPU"))
+            log.info(
+                "data-parallel training on %d devices: %s", strategy.num_replicas_in_sync, ", ".join(chosen)
+            )
+            return strategy.scope(), strategy.num_replicas_in_sync
+        log.info(
+            "training on %s",
+            chosen[0] if chosen else ("GPU" if tf.config.list_logical_devices("GPU") else "CPU"),
+        )
     elif backend == "jax":
         import jax
 
@@ -115,9 +135,10 @@ def _strategy_scope(devices: str):
         if len(all_devices) > 1:
             keras.distribution.set_distribution(keras.distribution.DataParallel(devices=all_devices))
             log.info("data-parallel training on %d %s devices", len(all_devices), all_devices[0].platform)
+            return contextlib.nullcontext(), len(all_devices)
         else:
             log.info("training on %s", all_devices[0].platform)
-    return contextlib.nullcontext()
+    return contextlib.nullcontext(), 1
 
 
 def split_cpu(n: int) -> None:
@@ -125,7 +146,9 @@ def split_cpu(n: int) -> None:
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+    )
 
 
 def prepare_data(opts: TrainOptions, grid: Grid, codec: Codec | None, on_skip=None):
@@ -194,21 +217,39 @@ def train(opts: TrainOptions) -> dict:
     }
     log.info(
         "data: %d files read, %d skipped; %d training tokens (%d windows), %d held-out tokens; vocab %d",
-        summary["files_read"], summary["files_skipped"], summary["train_tokens"], len(train_starts),
-        summary["held_out_tokens"], len(codec),
+        summary["files_read"],
+        summary["files_skipped"],
+        summary["train_tokens"],
+        len(train_starts),
+        summary["held_out_tokens"],
+        len(codec),
     )
     run.mkdir(parents=True, exist_ok=True)
     (run / "checkpoints").mkdir(exist_ok=True)
     (run / "codec.json").write_text(codec.to_json())
     (run / "split.json").write_text(json.dumps(split, indent=1))
-    (run / "config.json").write_text(json.dumps(
-        {"options": asdict(opts), "preset": opts.preset, "model": cfg.to_dict(), "data": summary,
-         "backend": keras.backend.backend()}, indent=1))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "options": asdict(opts),
+                "preset": opts.preset,
+                "model": cfg.to_dict(),
+                "data": summary,
+                "backend": keras.backend.backend(),
+            },
+            indent=1,
+        )
+    )
 
     keras.utils.set_random_seed(opts.seed + state["epoch"])
-    train_data = _window_dataset(train_set.tokens, train_starts, cfg.seq_len, opts.batch_size, True, opts.seed)
-    val_data = _window_dataset(val_set.tokens, val_starts, cfg.seq_len, opts.batch_size, False, opts.seed)
-    with _strategy_scope(opts.devices):
+    scope, replicas = _strategy_scope(opts.devices)
+    train_data = _window_dataset(
+        train_set.tokens, train_starts, cfg.seq_len, opts.batch_size, True, opts.seed, replicas
+    )
+    val_data = _window_dataset(
+        val_set.tokens, val_starts, cfg.seq_len, opts.batch_size, False, opts.seed, replicas
+    )
+    with scope:
         if state["epoch"] > 0:
             model = keras.models.load_model(run / "checkpoints" / "last.keras")
         else:
@@ -294,8 +335,11 @@ class RunKeeper:
         (self.run / "history.json").write_text(json.dumps(st["history"], indent=1))
         plot_history(st["history"], self.run / "history.png")
         if st["wait"] >= self.patience:
-            log.info("no better held-out loss for %d epochs: stopping; best was epoch %d", self.patience,
-                     st["best_epoch"])
+            log.info(
+                "no better held-out loss for %d epochs: stopping; best was epoch %d",
+                self.patience,
+                st["best_epoch"],
+            )
             model.stop_training = True
 
 
