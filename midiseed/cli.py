@@ -78,7 +78,6 @@ def train(
     ] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping: epochs without improvement.")] = 10,
     val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of files held out.")] = 0.1,
-    vocab_cap: Annotated[int, typer.Option(min=2, help="Most distinct events in the vocabulary.")] = 1024,
     transpose: Annotated[str, typer.Option(help="Augmentation: transpositions, e.g. -5..6 or 0.")] = "-5..6",
     devices: Annotated[
         str, typer.Option(help="auto, or e.g. GPU:0,GPU:1 for data-parallel training.")
@@ -106,7 +105,6 @@ def train(
         seq_len=seq_len,
         patience=patience,
         val_fraction=val_fraction,
-        vocab_cap=vocab_cap,
         transpose=transpose,
         devices=devices,
         seed=seed,

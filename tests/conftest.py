@@ -59,7 +59,6 @@ def tiny_run(tmp_path_factory, midi_folder) -> Path:
             batch_size=16,
             val_fraction=0.2,
             transpose="-1..1",
-            vocab_cap=200,
         )
     )
     return out

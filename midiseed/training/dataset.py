@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midiseed.codec import Codec, Event, Grid, count_events, notes_to_events
+from midiseed.codec import Codec, Event, Grid, notes_to_events
 
 
 @dataclass
@@ -50,13 +50,8 @@ def piece_events(
     return out
 
 
-def build_codec(train_pieces: Sequence[Sequence[Event]], cap: int, grid: Grid) -> Codec:
-    """The vocabulary: the `cap` most frequent events of the training pieces."""
-    return Codec.build(count_events(train_pieces), cap, grid)
-
-
 def encode_pieces(codec: Codec, pieces: Sequence[Sequence[Event]]) -> TokenSet:
-    """Encode pieces (unknown events -> nearest known) into one flat array."""
+    """Encode pieces into one flat token array."""
     arrays = [codec.encode(p) for p in pieces]
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(a) for a in arrays])

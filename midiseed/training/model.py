@@ -19,7 +19,13 @@ PRESETS: dict[str, dict] = {
         "seq_len": 100,
     },
     # what we ship: sized so one step stays far under a millisecond on a 2-core CPU (MODEL_CARD.md)
-    "default": {"embed_dim": 64, "lstm_units": (256, 256), "dense_units": 256, "dropout": 0.3, "seq_len": 64},
+    "default": {
+        "embed_dim": 64,
+        "lstm_units": (256, 256),
+        "dense_units": 256,
+        "dropout": 0.3,
+        "seq_len": 128,
+    },
     # for tests: trains in seconds, still two stacked layers so state handling is exercised
     "tiny": {"embed_dim": 16, "lstm_units": (32, 32), "dense_units": 32, "dropout": 0.1, "seq_len": 32},
 }

@@ -28,7 +28,6 @@ from midiseed.codec import Codec, Grid
 from midiseed.training.corpus import DataError, load_corpus, split_by_file
 from midiseed.training.dataset import (
     batch,
-    build_codec,
     encode_pieces,
     piece_events,
     transposition_range,
@@ -50,7 +49,6 @@ class TrainOptions:
     seq_len: int | None = None  # None: the preset's
     patience: int = 10  # epochs without a better held-out loss before stopping
     val_fraction: float = 0.1
-    vocab_cap: int = 1024
     transpose: str = "-5..6"  # augmentation: every transposition in this range (training split only)
     stride: int | None = None  # between window starts; None: seq_len // 4
     learning_rate: float = 1e-3
@@ -151,8 +149,9 @@ def split_cpu(n: int) -> None:
     )
 
 
-def prepare_data(opts: TrainOptions, grid: Grid, codec: Codec | None, on_skip=None):
-    """Read, split, augment and encode. Returns (codec, train TokenSet, val TokenSet, corpus, split)."""
+def prepare_data(opts: TrainOptions, codec: Codec, on_skip=None):
+    """Read, split, augment and encode. Returns (train TokenSet, held-out TokenSet, corpus, split)."""
+    grid = codec.grid
     corpus = load_corpus(Path(opts.data), grid, opts.include_drums, opts.workers, on_skip=on_skip)
     if not corpus.files:
         raise DataError(f"no readable MIDI file in {opts.data} ({len(corpus.skipped)} skipped)")
@@ -162,10 +161,8 @@ def prepare_data(opts: TrainOptions, grid: Grid, codec: Codec | None, on_skip=No
     shifts = transposition_range(opts.transpose)
     train_pieces = piece_events([corpus.notes[i] for i in train_idx], grid, shifts)
     val_pieces = piece_events([corpus.notes[i] for i in val_idx], grid, [0])
-    if codec is None:
-        codec = build_codec(train_pieces, opts.vocab_cap, grid)
     split = {"train": [corpus.files[i] for i in train_idx], "held_out": [corpus.files[i] for i in val_idx]}
-    return codec, encode_pieces(codec, train_pieces), encode_pieces(codec, val_pieces), corpus, split
+    return encode_pieces(codec, train_pieces), encode_pieces(codec, val_pieces), corpus, split
 
 
 def train(opts: TrainOptions) -> dict:
@@ -175,23 +172,22 @@ def train(opts: TrainOptions) -> dict:
     run = Path(opts.out)
     if opts.epochs < 1 or opts.batch_size < 1 or opts.patience < 1:
         raise ValueError("epochs, batch size and patience must each be at least 1")
-    grid = Grid()
+    codec = Codec(Grid())
     state_path = run / "state.json"
-    codec = None
     state = {"epoch": 0, "best": None, "wait": 0, "history": []}
     if state_path.exists():
         saved = json.loads((run / "config.json").read_text())
         if saved["options"] | {"epochs": opts.epochs} != asdict(opts) | {"epochs": opts.epochs}:
             raise ValueError(f"{run} holds a run with other settings; use another --out or delete it")
         state = json.loads(state_path.read_text())
-        codec = Codec.from_json((run / "codec.json").read_text())
+        codec = Codec.from_json((run / "codec.json").read_text())  # the codec it began with
         log.info("resuming %s after epoch %d", run, state["epoch"])
 
     def skipped(rel: str, reason: str) -> None:
         log.warning("skipped %s: %s", rel, reason)
 
     t0 = time.perf_counter()
-    codec, train_set, val_set, corpus, split = prepare_data(opts, grid, codec, skipped)
+    train_set, val_set, corpus, split = prepare_data(opts, codec, skipped)
     prep_s = time.perf_counter() - t0
     cfg = preset_config(opts.preset, len(codec), seq_len=opts.seq_len)
     stride = opts.stride or max(1, cfg.seq_len // 4)
