@@ -38,12 +38,23 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from midiseed.codec import CodecError
+        from midiseed.engine import ModelError
+        from midiseed.export.errors import ExportError
         from midiseed.midifile import MidiReadError
         from midiseed.training.corpus import DataError
 
         try:
             return fn(*args, **kwargs)
-        except (DataError, CodecError, MidiReadError, ValueError, FileNotFoundError, PermissionError) as err:
+        except (
+            DataError,
+            CodecError,
+            MidiReadError,
+            ModelError,
+            ExportError,
+            ValueError,
+            FileNotFoundError,
+            PermissionError,
+        ) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
 
@@ -79,6 +90,9 @@ def train(
     patience: Annotated[int, typer.Option(min=1, help="Early stopping: epochs without improvement.")] = 10,
     val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of files held out.")] = 0.1,
     transpose: Annotated[str, typer.Option(help="Augmentation: transpositions, e.g. -5..6 or 0.")] = "-5..6",
+    stride: Annotated[
+        int | None, typer.Option(min=1, help="Tokens between window starts (default seq_len/4).")
+    ] = None,
     devices: Annotated[
         str, typer.Option(help="auto, or e.g. GPU:0,GPU:1 for data-parallel training.")
     ] = "auto",
@@ -106,6 +120,7 @@ def train(
         patience=patience,
         val_fraction=val_fraction,
         transpose=transpose,
+        stride=stride,
         devices=devices,
         seed=seed,
         include_drums=drums,
@@ -116,6 +131,81 @@ def train(
         f"accuracy {metrics['held_out_accuracy']:.3f} "
         f"(best epoch {metrics['best_epoch']} of {metrics['epochs_run']}), "
         f"{metrics['train_tokens_per_second']:.0f} tokens/s"
+    )
+
+
+@app.command()
+@_user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `midiseed train`.")],
+    out: Annotated[Path, typer.Option(help="The ONNX file to write.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Dynamic int8 quantisation of the weights.")] = False,
+) -> None:
+    """Export a trained run to one self-describing, stateful ONNX file (checked against Keras)."""
+    _setup_logging()
+    from midiseed.export.onnx_export import export as run_export
+
+    report = run_export(run_dir, out, int8=int8)
+    typer.echo(
+        f"wrote {out}: max |Δp| vs Keras {report['max_abs_prob_diff']:.1e}, "
+        f"top-1 agreement {report['top1_agreement']:.2%}, streaming vs one call "
+        f"{report['stream_vs_batch_max_prob_diff']:.1e} on {report['windows']} held-out windows"
+    )
+
+
+def _decoding(temperature: float, top_k: int, no_repeat: int):
+    from midiseed.sampling import Decoding
+
+    return Decoding(temperature=temperature, top_k=top_k, no_repeat=no_repeat)
+
+
+@app.command()
+@_user_errors
+def generate(
+    out: Annotated[Path, typer.Option(help="The MIDI file to write (seed + continuation).")],
+    steps: Annotated[int, typer.Option(min=1, max=100_000, help="Events to generate.")] = 64,
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
+    seed_file: Annotated[Path | None, typer.Option(help="A MIDI file to continue.")] = None,
+    seed_notes: Annotated[
+        str | None, typer.Option(help="Notes to continue, e.g. 'C4 E4 G4' or 'C4+E4:2'.")
+    ] = None,
+    temperature: Annotated[float, typer.Option(min=0, max=10, help="0 = greedy.")] = 0.0,
+    top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest (0 = all).")] = 0,
+    no_repeat: Annotated[int, typer.Option(min=0, help="Forbid repeating token n-grams of this length.")] = 0,
+    bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
+    png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
+    random_seed: Annotated[int, typer.Option(help="For sampling.")] = 0,
+) -> None:
+    """Continue a seed offline: the seed is read in one call, then one model step per token."""
+    _setup_logging()
+    if (seed_file is None) == (seed_notes is None):
+        raise typer.BadParameter("give exactly one of --seed-file and --seed-notes", param_hint="--seed-file")
+    from midiseed.codec import events_to_notes, notes_to_events
+    from midiseed.engine import Engine
+    from midiseed.generate import Generator, parse_seed_notes
+    from midiseed.midifile import read_notes, write_notes
+
+    engine = Engine(model)
+    grid = engine.codec.grid
+    if seed_file is not None:
+        seed = notes_to_events(read_notes(seed_file, grid), grid)
+        if not seed:
+            raise ValueError(f"seed file {seed_file} has no pitched notes")
+    else:
+        seed = parse_seed_notes(seed_notes or "", grid.steps_per_beat)
+    gen = Generator(engine, _decoding(temperature, top_k, no_repeat), seed=random_seed)
+    gen.prime(seed)
+    continuation = gen.generate(steps)
+    notes = events_to_notes(seed + continuation)
+    write_notes(notes, out, grid, bpm=bpm)
+    seed_steps = sum(ev.steps for ev in seed)
+    if png is not None:
+        from midiseed.pianoroll import draw
+
+        draw(notes, seed_steps, grid, png)
+    beats = sum(ev.steps for ev in continuation) / grid.steps_per_beat
+    typer.echo(
+        f"wrote {out}: {len(seed)} seed events + {steps} generated ({beats:g} beats) with {engine.path.name}"
     )
 
 

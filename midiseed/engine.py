@@ -1,0 +1,131 @@
+"""The model file at run time: one onnxruntime session over the stateful ONNX graph.
+
+The one place that imports onnxruntime. The file describes itself in metadata_props (see
+`midiseed.export.onnx_export`); a file without that description is refused with a clear reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from midiseed.codec import Codec, CodecError
+
+log = logging.getLogger(__name__)
+META = "midiseed."
+REQUIRED = ("codec", "model", "io", "preset")
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# the shipped default model; the README installs from a checkout, so it lives beside the package
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
+
+
+class ModelError(Exception):
+    """A model file that cannot be used; the message names the file and why."""
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself."""
+
+    codec: Codec
+    model: dict  # ModelConfig as a dict
+    io: dict  # {"tokens": name, "states": [h0, c0, ...], "logits": name, "states_out": [...]}
+    preset: str
+    meta: dict  # every midiseed.* entry, parsed where it is JSON
+
+
+def read_info(path: Path) -> ModelInfo:
+    """Metadata of a midiseed ONNX file (without starting a session)."""
+    import onnxruntime as ort
+
+    sess = _session(path, ort.SessionOptions(), ["CPUExecutionProvider"])
+    return _info(path, sess)
+
+
+def _session(path: Path, options, providers):
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelError(f"{path} is not a usable ONNX model: {str(err).splitlines()[0][:200]}") from err
+
+
+def _info(path: Path, sess) -> ModelInfo:
+    raw = sess.get_modelmeta().custom_metadata_map
+    missing = [k for k in REQUIRED if META + k not in raw]
+    if missing:
+        raise ModelError(
+            f"{path} is not a midiseed model (metadata {', '.join(META + k for k in missing)} missing); "
+            "export one with `midiseed export`"
+        )
+    meta = {}
+    for key, value in raw.items():
+        if key.startswith(META):
+            try:
+                meta[key[len(META) :]] = json.loads(value)
+            except ValueError:
+                meta[key[len(META) :]] = value
+    try:
+        codec = Codec.from_json(raw[META + "codec"])
+    except CodecError as err:
+        raise ModelError(f"{path}: {err}") from err
+    return ModelInfo(codec=codec, model=meta["model"], io=meta["io"], preset=str(meta["preset"]), meta=meta)
+
+
+class Engine:
+    """Runs the stateful graph: token ids + LSTM states in, logits + new states out."""
+
+    def __init__(self, path: str | Path | None = None, provider: str = "auto", threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        if provider not in ("auto", *PROVIDERS):
+            raise ValueError(f"provider must be auto, cpu or cuda, got {provider!r}")
+        self.path = Path(path) if path else DEFAULT_MODEL
+        ort.set_default_logger_severity(3)  # onnxruntime's fallback warnings would drown the log
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # one step is too small to split across threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = ort.get_available_providers()
+        if provider == "cuda" and PROVIDERS["cuda"] not in available:
+            raise ModelError(
+                "provider cuda asked for, but this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+            )
+        wanted = [PROVIDERS["cpu"]]
+        if provider in ("auto", "cuda") and PROVIDERS["cuda"] in available:
+            wanted = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
+        self.session = _session(self.path, options, wanted)
+        self.provider = self.session.get_providers()[0]
+        if provider == "cuda" and self.provider != PROVIDERS["cuda"]:
+            raise ModelError("provider cuda asked for, but onnxruntime found no usable GPU")
+        self.info = _info(self.path, self.session)
+        self.codec = self.info.codec
+        io = self.info.io
+        self._tokens, self._states, self._logits = io["tokens"], io["states"], io["logits"]
+        self._outputs = [self._logits, *io["states_out"]]
+        self._sizes = [u for u in self.info.model["lstm_units"] for _ in (0, 1)]
+        log.debug("model %s on %s", self.path, self.provider)
+
+    def zero_state(self, batch: int = 1) -> list[np.ndarray]:
+        """The LSTM states before any input: [h0, c0, h1, c1, ...]."""
+        return [np.zeros((batch, n), dtype=np.float32) for n in self._sizes]
+
+    def run(self, tokens: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """tokens (B, T) -> logits (B, T, V) and the states after the last token."""
+        feed = {self._tokens: np.asarray(tokens, dtype=np.int32)}
+        feed.update(zip(self._states, state))
+        logits, *new_state = self.session.run(self._outputs, feed)
+        return logits, new_state
+
+    def step(self, token: int, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One token -> its next-token logits (V,) and the new states."""
+        logits, new_state = self.run(np.array([[token]], dtype=np.int32), state)
+        return logits[0, -1], new_state

@@ -1,0 +1,89 @@
+"""The generation engine: read a seed in one call, then one step per token, event by event.
+
+Used by `midiseed generate` offline and by the daemon live; only numpy and the Engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from midiseed.codec import CodecError, Event, parse_note_name
+from midiseed.engine import Engine
+from midiseed.sampling import Decoding, Grammar, banned_by_no_repeat, choose
+
+
+class Generator:
+    """Carries the model state between calls: prime() with what was played, next_event() to answer."""
+
+    def __init__(self, engine: Engine, decoding: Decoding = Decoding(), seed: int = 0) -> None:
+        self.engine = engine
+        self.codec = engine.codec
+        self.decoding = decoding
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything heard and played."""
+        self.state = self.engine.zero_state()
+        self.grammar = Grammar(self.codec)
+        self.logits: np.ndarray | None = None
+        self.history: list[int] = []
+
+    def prime(self, events: Sequence[Event]) -> None:
+        """Read events (a seed phrase, or notes just played) in one call, on top of the current state."""
+        tokens = self.codec.encode(events)
+        if len(tokens) == 0:
+            return
+        logits, self.state = self.engine.run(tokens[None, :], self.state)
+        self.logits = logits[0, -1]
+        for t in tokens.tolist():
+            self.grammar.feed(t)
+        self.history.extend(tokens.tolist())
+
+    def next_event(self) -> Event:
+        """Choose tokens until one event is complete; the model steps once per token."""
+        if self.logits is None:
+            self.prime([Event((), (), self.codec.grid.steps_per_beat)])  # nothing heard yet: a beat's rest
+        while True:
+            allowed = self.grammar.allowed()
+            if self.decoding.no_repeat:
+                banned = banned_by_no_repeat(self.history, self.decoding.no_repeat, self.decoding.window)
+                guarded = allowed.copy()
+                guarded[list(banned)] = False
+                if guarded.any():
+                    allowed = guarded
+            token = choose(self.logits, self.decoding, self.rng, allowed)
+            self.history.append(token)
+            if len(self.history) > 4 * self.decoding.window:
+                del self.history[: -self.decoding.window]
+            event = self.grammar.feed(token)
+            self.logits, self.state = self.engine.step(token, self.state)
+            if event is not None:
+                return event
+
+    def generate(self, n_events: int) -> list[Event]:
+        return [self.next_event() for _ in range(n_events)]
+
+
+def parse_seed_notes(text: str, steps_per_beat: int) -> list[Event]:
+    """'C4 E4 G4' (one beat each), 'C4+E4+G4' (a chord), 'C4:2' (two beats), 'r' (a beat's rest)."""
+    events = []
+    for word in text.split():
+        body, _, beats_text = word.partition(":")
+        try:
+            beats = float(beats_text) if beats_text else 1.0
+        except ValueError as err:
+            raise CodecError(f"bad length in {word!r}: use e.g. C4:2 or C4:0.5") from err
+        steps = round(beats * steps_per_beat)
+        if steps < 1:
+            raise CodecError(f"{word!r} is shorter than one grid step")
+        if body.lower() == "r":
+            events.append(Event((), (), steps))
+            continue
+        pitches = sorted({parse_note_name(n) for n in body.split("+")})
+        events.append(Event(tuple(pitches), (False,) * len(pitches), steps))
+    if not events:
+        raise CodecError("the seed has no notes (use e.g. --seed-notes 'C4 E4 G4')")
+    return events

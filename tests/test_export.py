@@ -1,0 +1,204 @@
+import json
+import shutil
+
+import mido
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from midiseed.cli import app
+from midiseed.codec import Event
+from midiseed.engine import Engine, ModelError
+from midiseed.export.errors import ExportError
+from midiseed.export.onnx_export import export, node_types
+from midiseed.generate import Generator, parse_seed_notes
+from midiseed.sampling import Decoding
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    report = export(tiny_run, out)
+    return out, report
+
+
+def test_export_gives_onnx_lstm_ops_not_loops(tiny_onnx):
+    ops = node_types(tiny_onnx[0])
+    assert ops.count("LSTM") == 2
+    assert not {"Loop", "Scan"} & set(ops)
+
+
+def test_export_matches_keras_and_streaming_matches_one_call(tiny_onnx):
+    report = tiny_onnx[1]
+    assert report["windows"] >= 1
+    assert report["max_abs_prob_diff"] <= 1e-4
+    assert report["stream_vs_batch_max_prob_diff"] <= 1e-4
+
+
+def test_model_file_describes_itself(tiny_onnx, tiny_run):
+    meta = {p.key: p.value for p in onnx.load(str(tiny_onnx[0])).metadata_props}
+    for key in ["codec", "model", "io", "preset", "seq_len", "grid", "data", "metrics", "parity"]:
+        assert f"midiseed.{key}" in meta, key
+    assert json.loads(meta["midiseed.preset"]) == "tiny"
+    assert json.loads(meta["midiseed.data"])["files_read"] == 10
+    engine = Engine(tiny_onnx[0], provider="cpu")
+    assert engine.provider == "CPUExecutionProvider"
+    assert engine.info.model["lstm_units"] == [32, 32]
+    assert engine.codec.keys == json.loads((tiny_run / "codec.json").read_text())["vocab"]
+
+
+def test_streaming_state_carries_across_calls(tiny_onnx):
+    engine = Engine(tiny_onnx[0])
+    tokens = np.array([[60, 256 + 3, 64, 256 + 3, 67, 256 + 7]], dtype=np.int32)
+    whole, _ = engine.run(tokens, engine.zero_state())
+    _, state = engine.run(tokens[:, :3], engine.zero_state())
+    rest, _ = engine.run(tokens[:, 3:], state)
+    np.testing.assert_allclose(whole[:, 3:], rest, atol=1e-5)
+
+
+def test_int8_export_agrees_on_top1(tiny_run, tmp_path):
+    report = export(tiny_run, tmp_path / "q.onnx", int8=True)
+    assert report["top1_agreement"] >= 0.99
+    assert "DynamicQuantizeLSTM" in node_types(tmp_path / "q.onnx")
+    assert Engine(tmp_path / "q.onnx").info.meta["quantization"] == "int8-dynamic"
+
+
+def test_export_refuses_incomplete_run_and_bad_output(tiny_run, tmp_path):
+    broken = tmp_path / "run"
+    shutil.copytree(tiny_run, broken)
+    (broken / "model.keras").unlink()
+    with pytest.raises(ExportError, match=r"missing model\.keras"):
+        export(broken, tmp_path / "x.onnx")
+    with pytest.raises(ExportError, match="does not exist"):
+        export(tiny_run, tmp_path / "no" / "such" / "x.onnx")
+    config = json.loads((tiny_run / "config.json").read_text())
+    config["preset"] = "enormous"
+    shutil.copytree(tiny_run, tmp_path / "run2")
+    (tmp_path / "run2" / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["export", str(tmp_path / "run2"), "--out", str(tmp_path / "y.onnx")])
+    assert result.exit_code == 2
+    assert "unknown preset 'enormous'" in result.output
+
+
+def test_engine_refuses_files_that_are_not_midiseed_models(tmp_path, tiny_onnx):
+    with pytest.raises(ModelError, match="does not exist"):
+        Engine(tmp_path / "nope.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a usable ONNX model"):
+        Engine(tmp_path / "junk.onnx")
+    bare = onnx.load(str(tiny_onnx[0]))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ModelError, match="not a midiseed model"):
+        Engine(tmp_path / "bare.onnx")
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tmp_path / "bare.onnx"),
+            "--seed-notes",
+            "C4",
+            "--out",
+            str(tmp_path / "o.mid"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "not a midiseed model" in result.output
+
+
+def test_generator_greedy_is_deterministic_and_events_are_valid(tiny_onnx):
+    engine = Engine(tiny_onnx[0])
+    seed = parse_seed_notes("C4 E4 G4 C4+E4+G4:2 r", engine.codec.grid.steps_per_beat)
+    runs = []
+    for _ in range(2):
+        gen = Generator(engine)
+        gen.prime(seed)
+        runs.append(gen.generate(40))
+    assert runs[0] == runs[1]
+    for ev in runs[0]:
+        assert ev.pitches == tuple(sorted(set(ev.pitches)))
+        assert 1 <= ev.steps <= engine.codec.grid.max_steps
+
+
+def test_sampling_options_change_the_output_and_stay_valid(tiny_onnx):
+    engine = Engine(tiny_onnx[0])
+    seed = [Event((60,), (False,), 4)]
+    outputs = {}
+    for name, dec in {
+        "greedy": Decoding(),
+        "hot": Decoding(temperature=1.5, top_k=20),
+        "guard": Decoding(no_repeat=4),
+    }.items():
+        gen = Generator(engine, dec, seed=1)
+        gen.prime(seed)
+        outputs[name] = gen.generate(30)
+    assert outputs["hot"] != outputs["greedy"]
+    for events in outputs.values():
+        assert all(ev.pitches == tuple(sorted(set(ev.pitches))) for ev in events)
+
+
+def test_generate_cli_writes_a_midi_file_in_time_and_a_piano_roll(tiny_onnx, tmp_path):
+    out = tmp_path / "x.mid"
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_onnx[0]),
+            "--seed-notes",
+            "C4 E4 G4",
+            "--steps",
+            "32",
+            "--out",
+            str(out),
+            "--png",
+            str(tmp_path / "x.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    mid = mido.MidiFile(out)
+    ons = [m for m in mid.tracks[0] if m.type == "note_on" and m.velocity > 0]
+    assert len(ons) >= 3
+    assert [m.note for m in ons[:3]] == [60, 64, 67]
+    assert (tmp_path / "x.png").stat().st_size > 1000
+    # ends with every note released
+    sounding = set()
+    for m in mid.tracks[0]:
+        if m.type == "note_on" and m.velocity > 0:
+            sounding.add(m.note)
+        elif m.type in ("note_off", "note_on"):
+            sounding.discard(m.note)
+    assert not sounding
+
+
+def test_generate_cli_seed_file_and_bad_seeds(tiny_onnx, tmp_path):
+    from tests.conftest import SHARED_MIDI
+
+    out = tmp_path / "y.mid"
+    ok = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_onnx[0]),
+            "--seed-file",
+            str(SHARED_MIDI / "test-c-major-scale.mid"),
+            "--steps",
+            "8",
+            "--out",
+            str(out),
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    for args, msg in [
+        (["--seed-notes", "H9"], "not a note name"),
+        (["--seed-file", str(SHARED_MIDI / "test-not-a-midi-file.mid")], "MThd"),
+        ([], "exactly one of"),
+    ]:
+        result = runner.invoke(app, ["generate", "--model", str(tiny_onnx[0]), "--out", str(out), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert msg in result.output
