@@ -62,3 +62,13 @@ def tiny_run(tmp_path_factory, midi_folder) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory):
+    """(path, parity report) of the tiny run exported to ONNX (fp32)."""
+    from midiseed.export.onnx_export import export
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    report = export(tiny_run, out)
+    return out, report

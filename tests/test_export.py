@@ -18,13 +18,6 @@ from midiseed.sampling import Decoding
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    report = export(tiny_run, out)
-    return out, report
-
-
 def test_export_gives_onnx_lstm_ops_not_loops(tiny_onnx):
     ops = node_types(tiny_onnx[0])
     assert ops.count("LSTM") == 2
@@ -40,7 +33,7 @@ def test_export_matches_keras_and_streaming_matches_one_call(tiny_onnx):
 
 def test_model_file_describes_itself(tiny_onnx, tiny_run):
     meta = {p.key: p.value for p in onnx.load(str(tiny_onnx[0])).metadata_props}
-    for key in ["codec", "model", "io", "preset", "seq_len", "grid", "data", "metrics", "parity"]:
+    for key in ["codec", "model", "io", "preset", "seq_len", "grid", "data", "metrics", "parity", "split"]:
         assert f"midiseed.{key}" in meta, key
     assert json.loads(meta["midiseed.preset"]) == "tiny"
     assert json.loads(meta["midiseed.data"])["files_read"] == 10

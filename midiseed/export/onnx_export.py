@@ -159,6 +159,8 @@ def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
             "grid": asdict(codec.grid),
             "data": config["data"],
             "metrics": metrics,
+            # which files trained it: `evaluate` scores only the others and fits its baselines on these
+            "split": json.loads((run / "split.json").read_text()),
             "quantization": "int8-dynamic" if int8 else "none",
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
