@@ -38,6 +38,7 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from midiseed.codec import CodecError
+        from midiseed.daemon.ports import PortError
         from midiseed.engine import ModelError
         from midiseed.export.errors import ExportError
         from midiseed.midifile import MidiReadError
@@ -51,6 +52,7 @@ def _user_errors(fn):
             MidiReadError,
             ModelError,
             ExportError,
+            PortError,
             ValueError,
             FileNotFoundError,
             PermissionError,
@@ -207,6 +209,64 @@ def generate(
     typer.echo(
         f"wrote {out}: {len(seed)} seed events + {steps} generated ({beats:g} beats) with {engine.path.name}"
     )
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+
+
+@app.command()
+@_user_errors
+def serve(
+    config: Annotated[
+        Path | None, typer.Option(help="A config.toml (default: the one beside midiseed).")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, alsa, jack, coremidi or windows.")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="respond (call and response) or continue (a stream).")
+    ] = None,
+    bpm: Annotated[float | None, typer.Option(help="Internal tempo.")] = None,
+    clock: Annotated[
+        str | None, typer.Option(help="internal, or midi to follow the DAW's MIDI clock.")
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every note (debug level).")] = False,
+) -> None:
+    """Run the daemon: virtual MIDI ports in and out, answering what is played, in time."""
+    from midiseed.daemon import config as daemon_config
+
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    cfg = daemon_config.load(path)
+    cfg = daemon_config.override(
+        cfg,
+        model=str(model) if model else None,
+        backend=backend,
+        mode=mode,
+        bpm=bpm,
+        clock=clock,
+        provider=provider,
+        log_level="debug" if verbose else None,
+    )
+    _setup_logging(cfg.log_level == "debug")
+    logging.getLogger().setLevel(cfg.log_level.upper())
+    from midiseed.daemon.service import Service
+
+    raise typer.Exit(Service(cfg).run())
+
+
+@app.command()
+@_user_errors
+def ports() -> None:
+    """List MIDI backends and their ports."""
+    from midiseed.daemon.ports import list_ports
+
+    for backend, info in list_ports().items():
+        if isinstance(info, str):
+            typer.echo(f"{backend}: {info}")
+            continue
+        typer.echo(f"{backend}:")
+        for kind in ("inputs", "outputs"):
+            typer.echo(f"  {kind}: {', '.join(info[kind]) or '(none)'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

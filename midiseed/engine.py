@@ -80,6 +80,16 @@ def _info(path: Path, sess) -> ModelInfo:
     return ModelInfo(codec=codec, model=meta["model"], io=meta["io"], preset=str(meta["preset"]), meta=meta)
 
 
+def _gpu_present() -> bool:
+    """An NVIDIA driver is loaded (checked before asking onnxruntime, whose CUDA probe is noisy)."""
+    import os
+    import sys
+
+    if sys.platform == "win32":
+        return True
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
 class Engine:
     """Runs the stateful graph: token ids + LSTM states in, logits + new states out."""
 
@@ -100,7 +110,7 @@ class Engine:
                 "provider cuda asked for, but this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
             )
         wanted = [PROVIDERS["cpu"]]
-        if provider in ("auto", "cuda") and PROVIDERS["cuda"] in available:
+        if PROVIDERS["cuda"] in available and (provider == "cuda" or (provider == "auto" and _gpu_present())):
             wanted = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
         self.session = _session(self.path, options, wanted)
         self.provider = self.session.get_providers()[0]

@@ -1,0 +1,166 @@
+"""The daemon's configuration: config.toml (every key documented there), then the command line.
+
+Every key is declared once below with its type and what is allowed; a bad file names the key and
+says what would have been accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # [model]
+    model: str = ""  # ONNX file; "" = the shipped default
+    provider: str = "auto"  # auto | cpu | cuda
+    # [midi]
+    backend: str = "auto"  # auto | alsa | jack | coremidi | windows
+    client_name: str = "midiseed"
+    in_port: str = "midiseed-in"
+    out_port: str = "midiseed-out"
+    connect_from: tuple[str, ...] = ()  # existing ports whose notes we also listen to
+    connect_to: tuple[str, ...] = ()  # existing ports we also play to
+    in_channels: tuple[int, ...] = ()  # 1..16; empty = every channel
+    out_channel: int = 1
+    velocity: int = 0  # 1..127; 0 = the player's average velocity
+    # [timing]
+    clock: str = "internal"  # internal | midi
+    bpm: float = 120.0
+    chord_ms: float = 30.0  # notes starting this close together form one chord
+    quantize_start: bool = True  # start answers on the grid (False: as soon as they are ready)
+    # [performance]
+    mode: str = "respond"  # respond | continue
+    silence_beats: float = 1.0  # respond: a phrase ends after this much silence
+    answer_beats: float = 8.0  # respond: length of an answer
+    max_held_beats: float = 32.0  # an input note held longer than this counts as released (stuck key)
+    # [decoding]
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0
+    no_repeat: int = 0
+    random_seed: int = 0
+    # [cc]  controller numbers on the input; 0 = not used
+    panic_cc: int = 119
+    end_call_cc: int = 85
+    mode_cc: int = 86
+    temperature_cc: int = 87
+    top_k_cc: int = 88
+    no_repeat_cc: int = 89
+    # [log]
+    log_level: str = "info"  # debug | info | warning | error
+    status_seconds: float = 0.0  # a status line this often (0 = off)
+
+
+SECTIONS = {
+    "model": ["model", "provider"],
+    "midi": [
+        "backend",
+        "client_name",
+        "in_port",
+        "out_port",
+        "connect_from",
+        "connect_to",
+        "in_channels",
+        "out_channel",
+        "velocity",
+    ],
+    "timing": ["clock", "bpm", "chord_ms", "quantize_start"],
+    "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
+    "decoding": ["temperature", "top_k", "no_repeat", "random_seed"],
+    "cc": ["panic_cc", "end_call_cc", "mode_cc", "temperature_cc", "top_k_cc", "no_repeat_cc"],
+    "log": ["log_level", "status_seconds"],
+}
+CHOICES = {
+    "provider": ("auto", "cpu", "cuda"),
+    "backend": ("auto", "alsa", "jack", "coremidi", "windows"),
+    "clock": ("internal", "midi"),
+    "mode": ("respond", "continue"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+RANGES: dict[str, tuple[float, float]] = {
+    "out_channel": (1, 16),
+    "velocity": (0, 127),
+    "bpm": (20, 400),
+    "chord_ms": (0, 500),
+    "silence_beats": (0.25, 64),
+    "answer_beats": (0.25, 1024),
+    "max_held_beats": (1, 10_000),
+    "temperature": (0, 10),
+    "top_k": (0, 272),
+    "no_repeat": (0, 64),
+    "random_seed": (0, 2**31),
+    "status_seconds": (0, 86_400),
+    **{k: (0, 127) for k in SECTIONS["cc"]},
+}
+
+
+def _check(key: str, value: Any, where: str) -> Any:
+    default = getattr(Config(), key)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}{key} must be true or false, got {value!r}")
+    elif isinstance(default, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}{key} must be a list, got {value!r}")
+        if key == "in_channels":
+            if not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 16 for c in value):
+                raise ConfigError(f"{where}{key} must list MIDI channels 1..16, got {value!r}")
+        elif not all(isinstance(s, str) and s for s in value):
+            raise ConfigError(f"{where}{key} must be a list of port names, got {value!r}")
+        value = tuple(value)
+    elif isinstance(default, int | float):
+        ok_types = (int,) if isinstance(default, int) else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_types):
+            kind = "a whole number" if isinstance(default, int) else "a number"
+            raise ConfigError(f"{where}{key} must be {kind}, got {value!r}")
+        lo, hi = RANGES.get(key, (float("-inf"), float("inf")))
+        if not lo <= value <= hi:
+            raise ConfigError(f"{where}{key} must be in {lo:g}..{hi:g}, got {value!r}")
+        value = type(default)(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}{key} must be a string, got {value!r}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ConfigError(f"{where}{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+def load(path: Path | None) -> Config:
+    """Read a config.toml (None: the defaults). Unknown sections or keys are errors."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    values: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in SECTIONS or not isinstance(body, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]; sections are {', '.join(SECTIONS)}")
+        for key, value in body.items():
+            if key not in SECTIONS[section]:
+                raise ConfigError(
+                    f"{path}: unknown key [{section}] {key}; [{section}] takes {', '.join(SECTIONS[section])}"
+                )
+            values[key] = _check(key, value, f"{path}: [{section}] ")
+    return Config(**values)
+
+
+def override(cfg: Config, **options: Any) -> Config:
+    """Command-line values (None = not given) win over the file."""
+    known = {f.name for f in fields(Config)}
+    given = {k: _check(k, v, "--") for k, v in options.items() if v is not None and k in known}
+    return replace(cfg, **given)

@@ -1,0 +1,278 @@
+"""The performer: what the daemon hears, when it answers, and what it plays when.
+
+Pure logic, driven from outside with explicit times: `handle(bytes, t)` for each incoming
+message and `tick(t)` to send whatever is due. The service calls them from one thread that owns
+time; the tests call them with made-up times, so they need no sleeps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+
+from midiseed.codec import Event
+from midiseed.daemon.config import Config
+from midiseed.daemon.listener import Listener
+from midiseed.daemon.notes import NoteTracker
+from midiseed.generate import Generator
+from midiseed.sampling import Decoding
+
+log = logging.getLogger(__name__)
+OFF, ON = 0, 1
+SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is further away than this
+CHANNEL_MSG_LEN = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
+SYSTEM = {0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xF2: "songpos"}
+
+
+def parse(data: list[int] | bytes) -> tuple[str, int, int, int] | str:
+    """One complete MIDI message -> (kind, channel, data1, data2), or a reason it is dropped."""
+    if not data:
+        return "empty message"
+    status = data[0]
+    if status < 0x80 or status > 0xFF:
+        return "garbage (no status byte)"
+    if any(not 0 <= b < 0x80 for b in data[1:]) and status != 0xF0:
+        return "garbage (bad data byte)"
+    if status < 0xF0:
+        kind = status & 0xF0
+        if len(data) != CHANNEL_MSG_LEN[kind]:
+            return "garbage (wrong length)"
+        a, b = data[1], data[2] if len(data) > 2 else 0
+        name = {0x80: "note_off", 0x90: "note_on", 0xB0: "cc"}.get(kind, "other")
+        if name == "note_on" and b == 0:
+            name = "note_off"
+        return name, status & 0x0F, a, b
+    if status == 0xF0:
+        return "sysex"
+    if status == 0xF2:
+        return ("songpos", 0, data[1] | (data[2] << 7), 0) if len(data) == 3 else "garbage (wrong length)"
+    if status in SYSTEM:
+        return SYSTEM[status], 0, 0, 0
+    return "other system message"
+
+
+class Performer:
+    """Listens, decides, plans on the grid and plays; owns the note tracker."""
+
+    def __init__(self, cfg: Config, generator: Generator, tempo, send: Callable[[list[int]], None]) -> None:
+        self.cfg = cfg
+        self.gen = generator
+        self.grid = generator.codec.grid
+        self.tempo = tempo
+        self.tracker = NoteTracker(send)
+        self.listener = Listener(self.grid, cfg.chord_ms / 1000, {c - 1 for c in cfg.in_channels})
+        self.mode = cfg.mode
+        self.out_channel = cfg.out_channel - 1
+        self.velocity = cfg.velocity or 80
+        self.plan: list[tuple[float, int, int, int]] = []  # heap of (grid position, off/on, order, pitch)
+        self._order = itertools.count()
+        self.cursor: float | None = None  # where the next generated event starts
+        self.end: float | None = None  # where the answer stops (None: a steady stream)
+        self.sounding_planned: set[int] = set()
+        self.stats: Counter[str] = Counter()
+        self.step_times: list[float] = []  # seconds per generated event (the last 1000)
+        self.last_heard: list[int] = []
+        self.last_played: list[int] = []
+
+    # ---- input -------------------------------------------------------------------------------
+    def handle(self, data: list[int] | bytes, t: float) -> None:
+        """One incoming MIDI message at time t. Nothing here raises for bad input: it is counted."""
+        msg = parse(data)
+        if isinstance(msg, str):
+            self.stats[f"dropped: {msg}"] += 1
+            return
+        kind, channel, a, b = msg
+        if kind in ("clock", "start", "stop", "continue", "songpos"):
+            self._transport(kind, t, a)
+            return
+        if kind == "cc" and a in (120, 123, self.cfg.panic_cc):  # a DAW's panic counts too, on any channel
+            log.info("panic (CC %d): all notes off", a)
+            self.panic()
+            return
+        if not self.listener.accepts(channel):
+            self.stats["ignored: other channel"] += 1
+            return
+        pos = self.tempo.position(t)
+        if kind == "note_on":
+            self.stats["notes in"] += 1
+            if self.mode == "respond" and self.cursor is not None:
+                log.info("played over the answer: stopping it")
+                self.cancel()
+            self.listener.note_on(channel, a, b, t, pos)
+            self.last_heard = [a]
+        elif kind == "note_off":
+            self.listener.note_off(channel, a, t, pos)
+        elif kind == "cc":
+            self._control(a, b, t, pos)
+        else:
+            self.stats["ignored: other message"] += 1
+
+    def _transport(self, kind: str, t: float, value: int) -> None:
+        change = self.tempo.on_message(kind, t, value)
+        if change == "stop":
+            log.info("transport stopped: all notes off")
+            self.panic()
+        elif change:
+            log.info("transport %s", change)
+
+    def _control(self, control: int, value: int, t: float, pos: float) -> None:
+        cfg = self.cfg
+        if control == 0:
+            return
+        if control == cfg.end_call_cc and value >= 64 and self.mode == "respond":
+            self.listener.release_stuck(t, pos, -1)  # the call is over, whatever is still held
+            self._answer(t, pos)
+        elif control == cfg.mode_cc:
+            mode = "continue" if value >= 64 else "respond"
+            if mode != self.mode:
+                log.info("mode %s -> %s", self.mode, mode)
+                self.panic()
+                self.mode = mode
+                self.listener.take_phrase()
+        elif control == cfg.temperature_cc:
+            self._decoding(temperature=round(value / 127 * 2, 3))
+        elif control == cfg.top_k_cc:
+            self._decoding(top_k=value)
+        elif control == cfg.no_repeat_cc:
+            n = value // 8
+            self._decoding(no_repeat=0 if n < 2 else n)
+
+    def _decoding(self, **change) -> None:
+        self.gen.decoding = replace(self.gen.decoding, **change)
+        log.info("decoding: %s", self.gen.decoding)
+
+    # ---- time --------------------------------------------------------------------------------
+    def tick(self, t: float) -> None:
+        """Send what is due at t, start answers that are due, and plan ahead."""
+        pos = self.tempo.position(t)
+        spb = self.grid.steps_per_beat
+        self.listener.release_stuck(t, pos, self.cfg.max_held_beats * spb)
+        if self.mode == "respond":
+            silence = self.cfg.silence_beats * spb * self.tempo.step_seconds
+            if self.cursor is None and self.listener.phrase_ready(t, silence):
+                self._answer(t, pos)
+        else:
+            group = self.listener.take_group(t)
+            if group is not None:
+                self._reseed(group[0], group[1], pos)
+        self._send_due(pos)
+        self._plan_ahead(t, pos)
+
+    def _send_due(self, pos: float) -> None:
+        while self.plan and self.plan[0][0] <= pos + 1e-9:
+            _, kind, _, pitch = heapq.heappop(self.plan)
+            if kind == ON:
+                self.tracker.note_on(self.out_channel, pitch, self.velocity)
+                self.last_played = [pitch]
+            else:
+                self.tracker.note_off(self.out_channel, pitch)
+        if self.cursor is not None and not self.plan and self.end is not None and self.cursor >= self.end:
+            self.cursor = self.end = None  # the answer is over
+            log.info("answer finished")
+
+    def _plan_ahead(self, t: float, pos: float) -> None:
+        if self.cursor is None or not self.tempo.running:
+            return
+        if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
+            return  # a note is about to be due: inference waits, the note does not
+        horizon = pos + self.grid.steps_per_beat
+        while self.cursor < horizon and (self.end is None or self.cursor < self.end):
+            t0 = time.perf_counter()
+            event = self.gen.next_event()
+            self.step_times.append(time.perf_counter() - t0)
+            del self.step_times[:-1000]
+            self._place(event)
+        if self.end is not None and self.cursor >= self.end:
+            for pitch in self.sounding_planned:
+                self._push(self.end, OFF, pitch)
+            self.sounding_planned = set()
+
+    def _place(self, ev: Event) -> None:
+        at = self.cursor
+        wanted = dict(zip(ev.pitches, ev.held))
+        for pitch in self.sounding_planned:
+            if not wanted.get(pitch, False):
+                self._push(at, OFF, pitch)
+        for pitch, held in wanted.items():
+            if not (held and pitch in self.sounding_planned):
+                self._push(at, ON, pitch)
+        self.sounding_planned = set(ev.pitches)
+        end = at + ev.steps
+        self.cursor = min(end, self.end) if self.end is not None else end
+
+    def _push(self, pos: float, kind: int, pitch: int) -> None:
+        heapq.heappush(self.plan, (pos, kind, next(self._order), pitch))
+
+    def _start_at(self, pos: float) -> float:
+        if not self.cfg.quantize_start:
+            return pos
+        spb = self.grid.steps_per_beat
+        return math.ceil(pos / spb - 1e-9) * spb if self.mode == "respond" else math.ceil(pos - 1e-9)
+
+    def _answer(self, t: float, pos: float) -> None:
+        events, velocity = self.listener.take_phrase()
+        if not events:
+            return
+        self.cancel()
+        self.gen.reset()
+        self.gen.prime(events)
+        self.velocity = self.cfg.velocity or velocity or 80
+        self.cursor = self._start_at(pos)
+        self.end = self.cursor + self.cfg.answer_beats * self.grid.steps_per_beat
+        self.stats["answers"] += 1
+        log.info("heard a phrase of %d events; answering for %g beats", len(events), self.cfg.answer_beats)
+
+    def _reseed(self, pitches: list[int], velocity: int, pos: float) -> None:
+        self.cancel()
+        self.gen.prime(
+            [Event(tuple(pitches), (False,) * len(pitches), max(1, self.grid.steps_per_beat // 2))]
+        )
+        self.velocity = self.cfg.velocity or velocity or 80
+        self.cursor = self._start_at(pos)
+        self.end = None
+        self.stats["reseeds"] += 1
+        log.debug("re-seeded with %s", pitches)
+
+    # ---- stopping ----------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Drop the planned answer and release what is sounding."""
+        self.plan.clear()
+        self.cursor = self.end = None
+        self.sounding_planned = set()
+        self.tracker.release_all()
+
+    def panic(self) -> None:
+        """Cancel, then note-offs and All Notes Off on every channel we used."""
+        self.plan.clear()
+        self.cursor = self.end = None
+        self.sounding_planned = set()
+        self.tracker.panic()
+
+    def next_deadline(self, t: float) -> float:
+        """The latest time the next tick() is needed (the service may call it earlier)."""
+        times = [t + 0.05]
+        if self.plan:
+            times.append(self.tempo.time_of(self.plan[0][0]))
+        if self.listener.last_release_t is not None and self.listener.finished:
+            spb = self.grid.steps_per_beat
+            times.append(
+                self.listener.last_release_t + self.cfg.silence_beats * spb * self.tempo.step_seconds
+            )
+        group = self.listener.group
+        if self.mode == "continue" and group is not None and not group.taken:
+            times.append(group.t + self.listener.chord_seconds)
+        return min([x for x in times if x >= t] or [t + 0.05])
+
+    @property
+    def dropped(self) -> int:
+        own = sum(v for k, v in self.stats.items() if k.startswith("dropped"))
+        return own + sum(self.listener.dropped.values()) + getattr(self.tempo, "dropped", 0)
+
+    def decoding(self) -> Decoding:
+        return self.gen.decoding

@@ -1,0 +1,105 @@
+"""Live notes -> the model's events.
+
+Notes are placed on the grid by the tempo source's position at the moment they arrive (so they
+follow a MIDI clock as well as our own tempo); notes starting within the chord window share one
+onset; onsets and releases are rounded to the grid, and `notes_to_events` does the rest, exactly
+as for a file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from midiseed.codec import Event, Grid, notes_to_events
+
+
+@dataclass
+class Group:
+    """Notes struck together (within the chord window)."""
+
+    t: float
+    pos: float
+    pitches: list[int] = field(default_factory=list)
+    taken: bool = False
+
+
+class Listener:
+    """Collects a phrase of live notes; counts what it ignores."""
+
+    def __init__(self, grid: Grid, chord_seconds: float, channels: set[int] | None = None) -> None:
+        self.grid = grid
+        self.chord_seconds = chord_seconds
+        self.channels = channels or set()  # 0..15; empty = all
+        self.held: dict[tuple[int, int], tuple[float, int]] = {}  # (channel, pitch) -> (onset pos, velocity)
+        self.finished: list[tuple[int, float, float, int]] = []  # pitch, onset pos, release pos, velocity
+        self.group: Group | None = None
+        self.last_release_t: float | None = None
+        self.dropped: Counter[str] = Counter()
+
+    def accepts(self, channel: int) -> bool:
+        return not self.channels or channel in self.channels
+
+    def note_on(self, channel: int, pitch: int, velocity: int, t: float, pos: float) -> None:
+        if self.group is not None and t - self.group.t <= self.chord_seconds:
+            pos = self.group.pos
+        else:
+            self.group = Group(t, pos)
+        self.group.pitches.append(pitch)
+        if (channel, pitch) in self.held:
+            self.dropped["duplicate note-on"] += 1
+            self.note_off(channel, pitch, t, pos)
+        self.held[(channel, pitch)] = (pos, velocity)
+
+    def note_off(self, channel: int, pitch: int, t: float, pos: float) -> None:
+        start = self.held.pop((channel, pitch), None)
+        if start is None:
+            self.dropped["note-off without note-on"] += 1
+            return
+        self.finished.append((pitch, start[0], pos, start[1]))
+        self.last_release_t = t
+
+    def release_stuck(self, t: float, pos: float, max_steps: float) -> None:
+        """A key held longer than max_steps (a lost note-off) counts as released now."""
+        for (channel, pitch), (onset, _) in list(self.held.items()):
+            if pos - onset > max_steps:
+                self.dropped["stuck input note"] += 1
+                self.note_off(channel, pitch, t, pos)
+
+    def phrase_ready(self, t: float, silence_seconds: float) -> bool:
+        return (
+            bool(self.finished)
+            and not self.held
+            and self.last_release_t is not None
+            and (t - self.last_release_t >= silence_seconds)
+        )
+
+    @property
+    def busy(self) -> bool:
+        """Something heard that is not yet answered."""
+        return bool(self.finished or self.held)
+
+    def take_phrase(self) -> tuple[list[Event], int]:
+        """The finished notes as events (and their mean velocity); the listener starts afresh."""
+        notes = self.finished
+        self.finished = []
+        self.group = None
+        if not notes:
+            return [], 0
+        arr = np.array([[p, round(a), round(b)] for p, a, b, _ in notes], dtype=np.int64)
+        arr[:, 1:] -= arr[:, 1].min()
+        velocity = round(sum(v for *_, v in notes) / len(notes))
+        return notes_to_events(arr, self.grid), velocity
+
+    def take_group(self, t: float) -> tuple[list[int], int] | None:
+        """Once the chord window has closed: the pitches struck together (for `continue` mode)."""
+        g = self.group
+        if g is None or g.taken or t - g.t < self.chord_seconds:
+            return None
+        g.taken = True
+        velocities = [v for (_, p), (pos, v) in self.held.items() if p in g.pitches and pos == g.pos]
+        velocities += [v for p, pos, _, v in self.finished if p in g.pitches and pos == g.pos]
+        self.finished = [n for n in self.finished if n[1] >= g.pos]  # older notes are already fed
+        return sorted(set(g.pitches)), round(sum(velocities) / len(velocities)) if velocities else 0

@@ -1,0 +1,173 @@
+"""MIDI ports through python-rtmidi: the one place that imports rtmidi.
+
+Virtual ports on ALSA, JACK and CoreMIDI; on Windows, which has none, existing ports named in
+the config (e.g. loopMIDI's). Raw bytes in and out: parsing is the performer's job, so a garbage
+message costs a counter, never an exception in rtmidi's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class PortError(Exception):
+    """No usable MIDI system, or a port that cannot be opened; the message says what to do."""
+
+
+def _rtmidi():
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never start a JACK server behind the user's back
+    import rtmidi
+
+    return rtmidi
+
+
+def _api(name: str) -> int:
+    rtmidi = _rtmidi()
+    return {
+        "alsa": rtmidi.API_LINUX_ALSA,
+        "jack": rtmidi.API_UNIX_JACK,
+        "coremidi": rtmidi.API_MACOSX_CORE,
+        "windows": rtmidi.API_WINDOWS_MM,
+    }[name]
+
+
+def backend_works(name: str) -> bool:
+    """Whether this MIDI system is compiled in and answering (ALSA: /dev/snd/seq; JACK: a running server)."""
+    rtmidi = _rtmidi()
+    if _api(name) not in rtmidi.get_compiled_api():
+        return False
+    if name == "alsa" and not os.path.exists("/dev/snd/seq"):
+        return False
+    try:
+        probe = rtmidi.MidiIn(_api(name), name="midiseed-probe")
+    except Exception:  # rtmidi raises SystemError/RtMidiError when the system is not there
+        return False
+    probe.delete()
+    return True
+
+
+def choose_backend(wanted: str) -> str:
+    """The backend to use: `wanted`, or for auto the first that works here."""
+    if wanted != "auto":
+        if not backend_works(wanted):
+            raise PortError(f"MIDI backend {wanted} is not available here; {_hint()}")
+        return wanted
+    order = {"darwin": ["coremidi"], "win32": ["windows"]}.get(sys.platform, ["alsa", "jack"])
+    for name in order:
+        if backend_works(name):
+            return name
+    raise PortError(f"no MIDI system found; {_hint()}")
+
+
+def _hint() -> str:
+    if sys.platform == "darwin":
+        return "CoreMIDI should always be there: check that python-rtmidi is installed"
+    if sys.platform == "win32":
+        return "install loopMIDI, create ports named as in config.toml, and use --backend windows"
+    return (
+        "load ALSA's sequencer (modprobe snd-seq) or start a JACK server "
+        "(e.g. `jackd -d dummy` with Debian's jackd2)"
+    )
+
+
+def _find(names: list[str], wanted: str) -> int:
+    for i, name in enumerate(names):
+        if wanted == name or wanted in name:
+            return i
+    raise PortError(f"no MIDI port named {wanted!r}; ports now: {', '.join(names) or 'none'}")
+
+
+class Ports:
+    """Our input and output, plus any existing ports we connect to. Closing is idempotent."""
+
+    def __init__(
+        self,
+        backend: str,
+        client_name: str,
+        in_name: str,
+        out_name: str,
+        on_message: Callable[[list[int]], None],
+        connect_from: tuple[str, ...] = (),
+        connect_to: tuple[str, ...] = (),
+    ) -> None:
+        rtmidi = _rtmidi()
+        self.backend = backend
+        api = _api(backend)
+        self._ins: list = []
+        self._outs: list = []
+
+        def callback(event, _data=None) -> None:
+            on_message(event[0])
+
+        try:
+            midi_in = rtmidi.MidiIn(api, name=client_name, queue_size_limit=4096)
+            midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
+            if backend == "windows":
+                midi_in.open_port(_find(midi_in.get_ports(), in_name))
+            else:
+                midi_in.open_virtual_port(in_name)
+            midi_in.set_callback(callback)
+            self._ins.append(midi_in)
+            # JACK and ALSA make each rtmidi object its own client: give the output its own stable name
+            midi_out = rtmidi.MidiOut(api, name=f"{client_name}-out")
+            if backend == "windows":
+                midi_out.open_port(_find(midi_out.get_ports(), out_name))
+            else:
+                midi_out.open_virtual_port(out_name)
+            self._outs.append(midi_out)
+            for name in connect_from:
+                extra = rtmidi.MidiIn(api, name=client_name)
+                extra.ignore_types(sysex=False, timing=False, active_sense=True)
+                extra.open_port(_find(extra.get_ports(), name))
+                extra.set_callback(callback)
+                self._ins.append(extra)
+            for name in connect_to:
+                extra_out = rtmidi.MidiOut(api, name=client_name)
+                extra_out.open_port(_find(extra_out.get_ports(), name))
+                self._outs.append(extra_out)
+        except PortError:
+            self.close()
+            raise
+        except Exception as err:  # rtmidi's errors: a port name taken, the server gone
+            self.close()
+            raise PortError(f"cannot open MIDI ports on {backend}: {err}") from err
+
+    def send(self, message: list[int]) -> None:
+        for out in self._outs:
+            out.send_message(message)
+
+    def close(self) -> None:
+        for port in self._ins + self._outs:
+            try:
+                port.close_port()
+                port.delete()
+            except Exception as err:  # closing must go on for every port
+                log.debug("closing a port: %s", err)
+        self._ins, self._outs = [], []
+
+
+def list_ports() -> dict[str, dict[str, list[str]] | str]:
+    """Every compiled-in backend: its input and output ports, or why it is unavailable."""
+    rtmidi = _rtmidi()
+    names = {_api(n): n for n in ("alsa", "jack", "coremidi", "windows")}
+    out: dict[str, dict[str, list[str]] | str] = {}
+    for api in rtmidi.get_compiled_api():
+        name = names.get(api)
+        if name is None:
+            continue
+        if not backend_works(name):
+            out[name] = "not available (" + ("no /dev/snd/seq" if name == "alsa" else "not running") + ")"
+            continue
+        midi_in, midi_out = (
+            rtmidi.MidiIn(api, name="midiseed-ports"),
+            rtmidi.MidiOut(api, name="midiseed-ports"),
+        )
+        out[name] = {"inputs": midi_in.get_ports(), "outputs": midi_out.get_ports()}
+        midi_in.delete()
+        midi_out.delete()
+    return out

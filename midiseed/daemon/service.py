@@ -1,0 +1,170 @@
+"""`midiseed serve`: ports, engine and performer wired together, one thread owning time.
+
+rtmidi's thread only timestamps incoming bytes and queues them; the main thread handles them,
+sends what is due and sleeps until the next deadline. Every way out (SIGTERM, SIGINT, an
+exception here or in any thread, a port that fails) goes through `Performer.panic()` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+
+from midiseed.daemon.config import Config
+from midiseed.daemon.core import Performer
+from midiseed.daemon.ports import Ports, choose_backend
+from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
+from midiseed.engine import Engine
+from midiseed.generate import Generator
+from midiseed.sampling import Decoding
+
+log = logging.getLogger("midiseed.serve")
+SPIN_SECONDS = (
+    0.0005  # the last half millisecond before a note is waited out by spinning: lock waits are coarse
+)
+
+
+class Service:
+    """Builds the daemon from a Config; `run()` blocks until stopped and returns the exit status."""
+
+    def __init__(self, cfg: Config, clock=time.monotonic) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.inbox: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.failure: BaseException | None = None
+        self.engine = Engine(cfg.model or None, provider=cfg.provider)
+        log.info(
+            "model %s (%s preset) on %s", self.engine.path, self.engine.info.preset, self.engine.provider
+        )
+        decoding = Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat)
+        self.generator = Generator(self.engine, decoding, seed=cfg.random_seed)
+        spb = self.engine.codec.grid.steps_per_beat
+        if cfg.clock == "midi":
+            self.tempo = MidiClockTempo(spb, cfg.bpm)
+        else:
+            self.tempo = InternalTempo(cfg.bpm, spb, clock())
+        self.backend = choose_backend(cfg.backend)
+        self.ports = Ports(
+            self.backend,
+            cfg.client_name,
+            cfg.in_port,
+            cfg.out_port,
+            self._received,
+            cfg.connect_from,
+            cfg.connect_to,
+        )
+        self.performer = Performer(cfg, self.generator, self.tempo, self.ports.send)
+        channels = ", ".join(str(c) for c in cfg.in_channels) or "all"
+        log.info(
+            "listening on %s:%s (channels %s), playing on %s:%s channel %d; mode %s; tempo %s",
+            self.backend,
+            cfg.in_port,
+            channels,
+            self.backend,
+            cfg.out_port,
+            cfg.out_channel,
+            cfg.mode,
+            f"{cfg.bpm:g} bpm (internal)" if cfg.clock == "internal" else "from MIDI clock",
+        )
+
+    def _received(self, message: list[int]) -> None:
+        self.inbox.put((message, self.clock()))
+
+    def stop(self, *_args) -> None:
+        self.stopping.set()
+        self.inbox.put(([], -1.0))  # wake the loop
+
+    def _thread_failed(self, args) -> None:
+        self.failure = args.exc_value
+        log.error("thread %s failed: %s", args.thread.name if args.thread else "?", args.exc_value)
+        self.stop()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        threading.excepthook = self._thread_failed
+        status = 0
+        view = LiveView(self.performer, self.tempo) if sys.stderr.isatty() else None
+        last_status = self.clock()
+        try:
+            while not self.stopping.is_set():
+                now = self.clock()
+                wait = self.performer.next_deadline(now) - now
+                try:
+                    message, t = self.inbox.get(timeout=max(0.0, wait - SPIN_SECONDS))
+                    if t >= 0:
+                        self.performer.handle(message, t)
+                        while True:  # drain what else has arrived, in order
+                            message, t = self.inbox.get_nowait()
+                            if t >= 0:
+                                self.performer.handle(message, t)
+                except queue.Empty:
+                    deadline = self.performer.next_deadline(self.clock())
+                    while self.clock() < deadline and deadline - self.clock() < SPIN_SECONDS * 2:
+                        pass
+                self.performer.tick(self.clock())
+                if view is not None:
+                    view.update()
+                if self.cfg.status_seconds and self.clock() - last_status >= self.cfg.status_seconds:
+                    last_status = self.clock()
+                    log.info(status_line(self.performer, self.tempo))
+            if self.failure is not None:
+                status = 1
+        except Exception:
+            log.exception("stopping after an error")
+            status = 1
+        finally:
+            try:
+                self.performer.panic()
+            except Exception as err:  # the port itself may be what failed
+                log.error("could not send all notes off: %s", err)
+                status = status or 1
+            self.ports.close()
+            if view is not None:
+                view.close()
+            log.info("stopped: %s", status_line(self.performer, self.tempo))
+        return status
+
+
+def status_line(performer: Performer, tempo) -> str:
+    steps = sorted(performer.step_times)
+    p99 = steps[int(len(steps) * 0.99)] * 1000 if steps else 0.0
+    return (
+        f"notes in {performer.stats['notes in']}, out {performer.tracker.sent_on}, "
+        f"answers {performer.stats['answers']}, dropped {performer.dropped}, "
+        f"event p99 {p99:.2f} ms, tempo {tempo.bpm:.1f} bpm ({tempo.source})"
+    )
+
+
+class LiveView:
+    """On a terminal: one line, redrawn, of what is heard and played."""
+
+    NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+    def __init__(self, performer: Performer, tempo) -> None:
+        self.performer, self.tempo = performer, tempo
+        self.last = 0.0
+
+    def _name(self, pitches: list[int]) -> str:
+        return " ".join(f"{self.NAMES[p % 12]}{p // 12 - 1}" for p in pitches) or "-"
+
+    def update(self) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        p = self.performer
+        sys.stderr.write(
+            f"\r\x1b[2K{p.mode} | {self.tempo.bpm:5.1f} bpm | heard {self._name(p.last_heard):4} | "
+            f"playing {self._name(sorted(q for _, q in p.tracker.sounding)):12} | "
+            f"answers {p.stats['answers']} | dropped {p.dropped}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")

@@ -1,0 +1,114 @@
+"""Where we are in musical time: grid position (in steps) <-> wall-clock seconds.
+
+Everything the daemon plans is placed on the grid, never in seconds; the tempo source turns a
+position into a time at the last moment, so a tempo change (or a DAW's clock ramp) moves every
+planned note with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+CLOCKS_PER_BEAT = 24  # MIDI clock: 24 pulses per quarter note
+MIN_BPM, MAX_BPM = 20.0, 400.0
+
+
+class InternalTempo:
+    """A steady tempo of our own, changeable at any moment without a jump in position."""
+
+    running = True
+    source = "internal"
+
+    def __init__(self, bpm: float, steps_per_beat: int, t0: float) -> None:
+        self.steps_per_beat = steps_per_beat
+        self._anchor_t, self._anchor_pos = t0, 0.0
+        self.bpm = bpm
+
+    def set_bpm(self, bpm: float, t: float) -> None:
+        self._anchor_pos, self._anchor_t = self.position(t), t
+        self.bpm = bpm
+
+    @property
+    def step_seconds(self) -> float:
+        return 60.0 / (self.bpm * self.steps_per_beat)
+
+    def position(self, t: float) -> float:
+        return self._anchor_pos + (t - self._anchor_t) / self.step_seconds
+
+    def time_of(self, pos: float) -> float:
+        return self._anchor_t + (pos - self._anchor_pos) * self.step_seconds
+
+    def on_message(self, kind: str, t: float, value: int = 0) -> str | None:
+        return None  # MIDI clock messages mean nothing to our own tempo
+
+
+class MidiClockTempo:
+    """Follows a MIDI clock: 24 pulses a beat, Start/Stop/Continue and Song Position Pointer.
+
+    Position advances only while the transport runs. Between pulses it is extrapolated at the
+    current tempo for at most one pulse, so nothing is ever played ahead of the DAW.
+    Pulses closer together than a 400 bpm clock allows are a flood: dropped and counted.
+    """
+
+    source = "midi clock"
+
+    def __init__(self, steps_per_beat: int, bpm_guess: float = 120.0) -> None:
+        self.steps_per_beat = steps_per_beat
+        self.clocks_per_step = CLOCKS_PER_BEAT / steps_per_beat
+        self.running = False
+        self.pulses = 0  # since Start (or as set by Song Position)
+        self.last_pulse_t: float | None = None
+        self.intervals: deque[float] = deque(maxlen=6)
+        self.pulse_seconds = 60.0 / (bpm_guess * CLOCKS_PER_BEAT)
+        self.dropped = 0
+
+    @property
+    def bpm(self) -> float:
+        return 60.0 / (self.pulse_seconds * CLOCKS_PER_BEAT)
+
+    @property
+    def step_seconds(self) -> float:
+        return self.pulse_seconds * self.clocks_per_step
+
+    def position(self, t: float) -> float:
+        pulses = float(self.pulses)
+        if self.running and self.last_pulse_t is not None:
+            pulses += min(1.0, max(0.0, (t - self.last_pulse_t) / self.pulse_seconds))
+        return pulses / self.clocks_per_step
+
+    def time_of(self, pos: float) -> float:
+        base = self.last_pulse_t if self.last_pulse_t is not None else 0.0
+        if not self.running:
+            return math.inf
+        return base + (pos * self.clocks_per_step - self.pulses) * self.pulse_seconds
+
+    def on_message(self, kind: str, t: float, value: int = 0) -> str | None:
+        """Apply one transport message; returns "start", "stop" or "continue" when the transport changes."""
+        if kind == "clock":
+            if self.last_pulse_t is not None:
+                gap = t - self.last_pulse_t
+                if gap < 60.0 / (MAX_BPM * CLOCKS_PER_BEAT) * 0.5:
+                    self.dropped += 1
+                    return None
+                if gap < 60.0 / (MIN_BPM * CLOCKS_PER_BEAT):  # a longer gap is a pause, not a tempo
+                    # the mean of the last quarter beat of pulses: smooths jitter, follows a ramp closely
+                    self.intervals.append(gap)
+                    self.pulse_seconds = sum(self.intervals) / len(self.intervals)
+            self.last_pulse_t = t
+            if self.running:
+                self.pulses += 1
+            return None
+        if kind == "start":
+            self.running, self.pulses, self.last_pulse_t = True, 0, t
+            return "start"
+        if kind == "continue":
+            self.running, self.last_pulse_t = True, t
+            return "continue"
+        if kind == "stop":
+            self.running = False
+            return "stop"
+        if kind == "songpos":
+            self.pulses = value * 6  # Song Position counts sixteenth notes = 6 pulses
+            return None
+        return None
