@@ -162,7 +162,8 @@ class Performer:
             if group is not None:
                 self._reseed(group[0], group[1], pos)
         self._send_due(pos)
-        self._plan_ahead(t, pos)
+        if self._plan_ahead(t, pos):
+            self._send_due(pos)  # what was just planned may be due already (an answer starting now)
 
     def _send_due(self, pos: float) -> None:
         while self.plan and self.plan[0][0] <= pos + 1e-9:
@@ -176,11 +177,13 @@ class Performer:
             self.cursor = self.end = None  # the answer is over
             log.info("answer finished")
 
-    def _plan_ahead(self, t: float, pos: float) -> None:
+    def _plan_ahead(self, t: float, pos: float) -> bool:
+        """Generate up to a beat ahead; True if anything was planned."""
         if self.cursor is None or not self.tempo.running:
-            return
+            return False
         if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
-            return  # a note is about to be due: inference waits, the note does not
+            return False  # a note is about to be due: inference waits, the note does not
+        planned = False
         horizon = pos + self.grid.steps_per_beat
         while self.cursor < horizon and (self.end is None or self.cursor < self.end):
             t0 = time.perf_counter()
@@ -188,10 +191,12 @@ class Performer:
             self.step_times.append(time.perf_counter() - t0)
             del self.step_times[:-1000]
             self._place(event)
+            planned = True
         if self.end is not None and self.cursor >= self.end:
             for pitch in self.sounding_planned:
                 self._push(self.end, OFF, pitch)
             self.sounding_planned = set()
+        return planned
 
     def _place(self, ev: Event) -> None:
         at = self.cursor

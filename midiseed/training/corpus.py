@@ -26,6 +26,7 @@ from midiseed.midifile import MidiReadError, read_notes
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
 CACHE_FORMAT = 1
+TRANSIENT = ("the parser crashed", "parsing took longer than")  # reasons not worth caching
 
 
 class DataError(Exception):
@@ -156,9 +157,9 @@ def _read_isolated(job: tuple[str, Grid, bool]) -> tuple[np.ndarray | None, str]
             _, notes, reason = pool.submit(_read_one, job).result(timeout=60)
             return notes, reason
         except BrokenProcessPool:
-            return None, "the parser crashed on this file"
+            return None, TRANSIENT[0] + " on this file"
         except TimeoutError:
-            return None, "parsing took longer than 60 s"
+            return None, TRANSIENT[1] + " 60 s"
 
 
 def _load_cache(cache_dir: Path, settings: dict) -> dict[str, tuple[tuple[int, int], np.ndarray | None, str]]:
@@ -186,6 +187,8 @@ def _save_cache(cache_dir: Path, settings: dict, stats: dict, results: dict) -> 
     entries, arrays, offsets = [], [], [0]
     for rel in sorted(results):
         notes, reason = results[rel]
+        if reason.startswith(TRANSIENT):
+            continue  # a crash or a time-out may be the machine's fault: try the file again next time
         st = stats[rel]
         arr = notes if notes is not None else np.zeros((0, 3), dtype=np.int32)
         entries.append([rel, st.st_size, st.st_mtime_ns, reason])

@@ -1,0 +1,297 @@
+"""The daemon's logic with a fake generator, fake ports and made-up times: no sleeps."""
+
+import itertools
+import random
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from midiseed.cli import app
+from midiseed.codec import Codec, Event
+from midiseed.daemon.config import Config, ConfigError, load, override
+from midiseed.daemon.core import Performer, parse
+from midiseed.daemon.listener import Listener
+from midiseed.daemon.notes import NoteTracker
+from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
+from midiseed.sampling import Decoding
+
+runner = CliRunner()
+SCRIPT = [Event((60,), (False,), 4), Event((62, 64), (False, False), 2), Event((62, 64), (True, True), 2)]
+
+
+class FakeGenerator:
+    """Plays SCRIPT round and round; records what it was primed with."""
+
+    def __init__(self) -> None:
+        self.codec = Codec()
+        self.decoding = Decoding()
+        self.primed: list[list[Event]] = []
+        self.resets = 0
+        self._events = itertools.cycle(SCRIPT)
+
+    def reset(self) -> None:
+        self.resets += 1
+        self._events = itertools.cycle(SCRIPT)
+
+    def prime(self, events) -> None:
+        self.primed.append(list(events))
+
+    def next_event(self) -> Event:
+        return next(self._events)
+
+
+class Rig:
+    """A performer at 120 bpm (a step = 0.125 s) with a recording output and a fake clock."""
+
+    def __init__(self, clock: str = "internal", **cfg) -> None:
+        self.cfg = replace(Config(), **cfg)
+        self.gen = FakeGenerator()
+        self.tempo = MidiClockTempo(4) if clock == "midi" else InternalTempo(120, 4, 0.0)
+        self.now = 0.0
+        self.sent: list[tuple[float, list[int]]] = []
+        self.perf = Performer(self.cfg, self.gen, self.tempo, lambda m: self.sent.append((self.now, m)))
+
+    def at(self, t: float, *messages: list[int]) -> None:
+        self.advance(t)
+        for m in messages:
+            self.perf.handle(m, t)
+        self.perf.tick(t)
+
+    def advance(self, t: float, dt: float = 0.001) -> None:
+        while self.now + dt <= t + 1e-12:
+            self.now = round(self.now + dt, 6)
+            self.perf.tick(self.now)
+        self.now = t
+
+    def ons(self) -> list[tuple[float, int]]:
+        return [(t, m[1]) for t, m in self.sent if m[0] & 0xF0 == 0x90]
+
+    def sounding_after(self) -> set[int]:
+        on: set[int] = set()
+        for _, m in self.sent:
+            if m[0] & 0xF0 == 0x90:
+                on.add(m[1])
+            elif m[0] & 0xF0 == 0x80:
+                on.discard(m[1])
+            elif m[0] & 0xF0 == 0xB0 and m[1] == 123:
+                on.clear()
+        return on
+
+
+def play(rig: Rig, t: float, pitch: int, length: float = 0.2) -> None:
+    rig.at(t, [0x90, pitch, 90])
+    rig.at(t + length, [0x80, pitch, 0])
+
+
+def test_respond_answers_after_the_silence_on_the_next_beat_for_the_answer_length():
+    rig = Rig(answer_beats=2)
+    play(rig, 0.0, 60, 0.25)
+    play(rig, 0.25, 64, 0.25)  # phrase ends at 0.5 s; silence of one beat (0.5 s) -> ready at 1.0
+    rig.advance(3.0)
+    ons = rig.ons()
+    assert ons[0] == (1.0, 60)  # 1.0 s is beat 2 exactly: the next beat once the silence has passed
+    assert rig.gen.primed[-1] == [Event((60,), (False,), 2), Event((64,), (False,), 2)]
+    assert [p for _, p in ons] == [60, 62, 64]  # 4 + 2 steps of script, then the answer's 2 beats are up
+    assert ons[1][0] == pytest.approx(1.5)  # the 60 lasted 4 steps at 0.125 s
+    assert rig.sounding_after() == set()
+    offs = [t for t, m in rig.sent if m[0] & 0xF0 == 0x80]
+    assert max(offs) == pytest.approx(2.0)  # two beats after 1.0
+    assert rig.perf.stats["answers"] == 1
+
+
+def test_playing_again_cancels_the_answer_at_once():
+    rig = Rig(answer_beats=8)
+    play(rig, 0.0, 60)
+    rig.advance(1.1)
+    assert rig.sounding_after() == {60}
+    rig.at(1.2, [0x90, 67, 100])
+    assert rig.sounding_after() == set()
+    assert rig.sent[-1] == (1.2, [0x80, 60, 0])
+    rig.advance(1.6)
+    assert rig.ons()[-1] == (1.0, 60)  # nothing more while the new call goes on
+
+
+def test_panic_cc_ends_every_note_and_sends_all_notes_off_on_channels_used():
+    rig = Rig(out_channel=3)
+    play(rig, 0.0, 60)
+    rig.advance(1.6)
+    assert rig.sounding_after() == {62, 64}
+    rig.at(1.7, [0xB5, 119, 127])
+    assert rig.sounding_after() == set()
+    assert rig.sent[-1] == (1.7, [0xB2, 123, 0])
+    rig.advance(3.0)
+    assert all(t <= 1.7 for t, _ in rig.ons())
+
+
+def test_end_of_call_cc_answers_without_waiting_for_silence():
+    rig = Rig()
+    rig.at(0.0, [0x90, 60, 90])
+    rig.at(0.1, [0xB0, 85, 127])  # the key is still down: the call is over anyway
+    rig.advance(0.6)
+    assert rig.ons()[0] == (0.5, 60)  # the next beat
+    assert rig.gen.primed[-1][0].pitches == (60,)
+
+
+def test_chords_group_within_the_window_and_channels_filter():
+    rig = Rig(in_channels=(2,), chord_ms=30)
+    rig.at(0.0, [0x91, 60, 90])
+    rig.at(0.02, [0x91, 64, 90], [0x90, 50, 90])  # channel 1 is not listened to
+    rig.at(0.3, [0x81, 60, 0], [0x81, 64, 0])
+    rig.advance(1.5)
+    assert rig.gen.primed[-1] == [Event((60, 64), (False, False), 2)]
+    assert rig.perf.stats["ignored: other channel"] == 1
+
+
+def test_continue_mode_streams_and_every_note_reseeds():
+    rig = Rig(mode="continue", answer_beats=1)
+    rig.at(0.0, [0x90, 60, 90])
+    rig.advance(0.04)  # the chord window closes: re-seeded, stream starts on the next step
+    assert len(rig.gen.primed) == 1
+    rig.advance(3.0)
+    assert len(rig.ons()) > 5  # a stream, not an 1-beat answer
+    rig.at(3.01, [0x90, 72, 90])
+    rig.advance(3.1)
+    assert len(rig.gen.primed) == 2 and rig.gen.primed[-1][0].pitches == (72,)
+    assert rig.gen.resets == 0  # continue keeps the state and adds to it
+
+
+def test_midi_clock_drives_the_answer_and_stop_ends_every_note():
+    rig = Rig(clock="midi", answer_beats=4)
+    pulse = 60 / (100 * 24)  # 100 bpm
+    t = 0.0
+    rig.at(t, [0xFA])
+    play(rig, 0.01, 60, 0.1)
+    rig.at(0.2, [0xB0, 85, 127])
+    times = []
+    for _ in range(24 * 3):
+        t += pulse
+        rig.at(t, [0xF8])
+        times.append(t)
+    ons = rig.ons()
+    assert ons, "the clock should have started the answer"
+    # every note lands exactly on a pulse that ends a grid step (6 pulses), from beat 1 on
+    for when, _ in ons:
+        index = min(range(len(times)), key=lambda i: abs(times[i] - when))
+        assert abs(times[index] - when) < 1e-9 and (index + 1) % 6 == 0
+    assert rig.tempo.bpm == pytest.approx(100, rel=1e-6)
+    rig.at(t + 0.001, [0xFC])  # Stop
+    assert rig.sounding_after() == set()
+    assert [0xB0, 123, 0] in [m for _, m in rig.sent]
+    count = len(rig.sent)
+    rig.advance(t + 2)
+    assert len(rig.sent) == count  # stopped transport: nothing plays
+
+
+def test_garbage_input_is_counted_and_never_raises():
+    rig = Rig()
+    rng = random.Random(5)
+    for i in range(5000):
+        data = [rng.randrange(256) for _ in range(rng.randrange(0, 5))]
+        rig.perf.handle(data, i * 1e-4)
+    rig.perf.handle([0xF0, 1, 2, 3, 0xF7], 0.6)
+    rig.perf.handle([0x90, 200, 1], 0.6)
+    assert rig.perf.dropped > 1000
+    assert rig.perf.stats["dropped: sysex"] >= 1
+    play(rig, 1.0, 60)
+    rig.advance(3.0)
+    assert rig.ons()  # still answering
+
+
+def test_parse_reads_the_messages_we_use():
+    assert parse([0x93, 60, 0]) == ("note_off", 3, 60, 0)
+    assert parse([0x90, 60, 5]) == ("note_on", 0, 60, 5)
+    assert parse([0xF2, 0x10, 0x01]) == ("songpos", 0, 0x90, 0)
+    assert parse([0xF8]) == ("clock", 0, 0, 0)
+    assert parse([0x90, 60]) == "garbage (wrong length)"
+    assert parse([60, 60, 60]) == "garbage (no status byte)"
+
+
+def test_tracker_never_sends_two_ons_for_one_off_and_panics_every_channel():
+    sent = []
+    tracker = NoteTracker(sent.append)
+    tracker.note_on(0, 60, 100)
+    tracker.note_on(0, 60, 100)
+    tracker.note_on(9, 36, 100)
+    assert sent == [[0x90, 60, 100], [0x80, 60, 0], [0x90, 60, 100], [0x99, 36, 100]]
+    tracker.panic()
+    assert sent[-4:] == [[0x80, 60, 0], [0x89, 36, 0], [0xB0, 123, 0], [0xB9, 123, 0]]
+    assert not tracker.sounding
+
+
+def test_panic_still_sends_the_rest_when_one_send_fails():
+    sent = []
+
+    def flaky(m):
+        if m[1] == 60:
+            raise OSError("port gone")
+        sent.append(m)
+
+    tracker = NoteTracker(flaky)
+    tracker.sounding = {(0, 60), (0, 62)}
+    tracker.channels_used = {0}
+    with pytest.raises(OSError, match="port gone"):
+        tracker.panic()
+    assert [0x80, 62, 0] in sent and [0xB0, 123, 0] in sent and not tracker.sounding
+
+
+def test_stuck_input_note_is_released_and_counted():
+    listener = Listener(Codec().grid, 0.03)
+    listener.note_on(0, 60, 90, 0.0, 0.0)
+    listener.release_stuck(10.0, 200.0, 128)
+    assert listener.dropped["stuck input note"] == 1 and not listener.held
+    listener.note_off(0, 61, 10.0, 200.0)
+    assert listener.dropped["note-off without note-on"] == 1
+
+
+def test_internal_tempo_change_keeps_position_continuous():
+    tempo = InternalTempo(120, 4, 0.0)
+    assert tempo.position(1.0) == pytest.approx(8)
+    tempo.set_bpm(60, 1.0)
+    assert tempo.position(1.0) == pytest.approx(8)
+    assert tempo.position(2.0) == pytest.approx(12)
+    assert tempo.time_of(12) == pytest.approx(2.0)
+
+
+def test_config_file_errors_name_the_key(tmp_path):
+    path = tmp_path / "c.toml"
+    for text, message in [
+        ("[timing]\nbpm = 'fast'", "[timing] bpm must be a number"),
+        ("[timing]\nbpm = 1000", "bpm must be in 20..400"),
+        ("[midi]\ncolour = 1", "unknown key [midi] colour"),
+        ("[sound]\nx = 1", "unknown section [sound]"),
+        ("[performance]\nmode = 'jam'", "mode must be one of respond, continue"),
+        ("[midi]\nin_channels = [0]", "in_channels must list MIDI channels 1..16"),
+        ("[timing\n", "not valid TOML"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load(path)
+    assert override(Config(), bpm=90, mode=None).bpm == 90
+
+
+def test_shipped_config_documents_every_key_with_its_default():
+    from midiseed.cli import DEFAULT_CONFIG
+    from midiseed.daemon.config import SECTIONS
+
+    assert load(DEFAULT_CONFIG) == Config()
+    text = DEFAULT_CONFIG.read_text()
+    for keys in SECTIONS.values():
+        for key in keys:
+            assert f"\n{key} = " in text, key
+
+
+def test_serve_user_errors_exit_2_with_one_line(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text("[decoding]\ntemperature = -1\n")
+    for args, message in [
+        (["--config", str(bad)], "temperature must be in 0..10"),
+        (["--bpm", "5000"], "bpm must be in 20..400"),
+        (["--mode", "jam"], "mode must be one of respond, continue"),
+        (["--model", str(tmp_path / "none.onnx")], "does not exist"),
+        (["--config", str(tmp_path / "none.toml")], "does not exist"),
+    ]:
+        result = runner.invoke(app, ["serve", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
