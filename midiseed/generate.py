@@ -42,12 +42,15 @@ class Generator:
             self.grammar.feed(t)
         self.history.extend(tokens.tolist())
 
-    def next_event(self) -> Event:
-        """Choose tokens until one event is complete; the model steps once per token."""
+    def next_event(self, require_notes: bool = False) -> Event:
+        """Choose tokens until one event is complete; the model steps once per token.
+        With `require_notes`, the event is not a rest (an answer starts with notes, not silence)."""
         if self.logits is None:
             self.prime([Event((), (), self.codec.grid.steps_per_beat)])  # nothing heard yet: a beat's rest
         while True:
             allowed = self.grammar.allowed()
+            if require_notes and not self.grammar.reader.pending:
+                allowed &= ~self.grammar.durations
             if self.decoding.no_repeat:
                 banned = banned_by_no_repeat(self.history, self.decoding.no_repeat, self.decoding.window)
                 guarded = allowed.copy()

@@ -41,6 +41,7 @@ class Grammar:
         self.sounding: frozenset[int] = frozenset()
         ids = np.arange(len(codec))
         self._dur = np.array([codec.is_duration(t) for t in ids])
+        self.durations = self._dur  # read-only view for callers that need to forbid a rest
         self._pitch = np.where(self._dur, -1, ids % 128)
         self._held = ~self._dur & (ids >= 128)
 

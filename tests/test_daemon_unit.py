@@ -37,7 +37,7 @@ class FakeGenerator:
     def prime(self, events) -> None:
         self.primed.append(list(events))
 
-    def next_event(self) -> Event:
+    def next_event(self, require_notes: bool = False) -> Event:
         return next(self._events)
 
 
@@ -161,9 +161,10 @@ def test_midi_clock_drives_the_answer_and_stop_ends_every_note():
     pulse = 60 / (100 * 24)  # 100 bpm
     t = 0.0
     rig.at(t, [0xFA])
+    times = [t]
+    rig.at(t, [0xF8])  # pulse 0 comes with Start
     play(rig, 0.01, 60, 0.1)
     rig.at(0.2, [0xB0, 85, 127])
-    times = []
     for _ in range(24 * 3):
         t += pulse
         rig.at(t, [0xF8])
@@ -173,7 +174,7 @@ def test_midi_clock_drives_the_answer_and_stop_ends_every_note():
     # every note lands exactly on a pulse that ends a grid step (6 pulses), from beat 1 on
     for when, _ in ons:
         index = min(range(len(times)), key=lambda i: abs(times[i] - when))
-        assert abs(times[index] - when) < 1e-9 and (index + 1) % 6 == 0
+        assert abs(times[index] - when) < 1e-9 and index % 6 == 0
     assert rig.tempo.bpm == pytest.approx(100, rel=1e-6)
     rig.at(t + 0.001, [0xFC])  # Stop
     assert rig.sounding_after() == set()

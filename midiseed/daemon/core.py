@@ -75,6 +75,7 @@ class Performer:
         self.cursor: float | None = None  # where the next generated event starts
         self.end: float | None = None  # where the answer stops (None: a steady stream)
         self.sounding_planned: set[int] = set()
+        self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
         self.stats: Counter[str] = Counter()
         self.step_times: list[float] = []  # seconds per generated event (the last 1000)
         self.last_heard: list[int] = []
@@ -184,10 +185,13 @@ class Performer:
         if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
             return False  # a note is about to be due: inference waits, the note does not
         planned = False
-        horizon = pos + self.grid.steps_per_beat
+        spb = self.grid.steps_per_beat
+        horizon = pos + spb
         while self.cursor < horizon and (self.end is None or self.cursor < self.end):
             t0 = time.perf_counter()
-            event = self.gen.next_event()
+            # an answer opens with notes, and a stream never rests for more than two beats
+            event = self.gen.next_event(require_notes=self.rest_steps is None or self.rest_steps >= 2 * spb)
+            self.rest_steps = (self.rest_steps or 0) + event.steps if event.is_rest else 0
             self.step_times.append(time.perf_counter() - t0)
             del self.step_times[:-1000]
             self._place(event)
@@ -229,6 +233,7 @@ class Performer:
         self.gen.prime(events)
         self.velocity = self.cfg.velocity or velocity or 80
         self.cursor = self._start_at(pos)
+        self.rest_steps = None
         self.end = self.cursor + self.cfg.answer_beats * self.grid.steps_per_beat
         self.stats["answers"] += 1
         log.info("heard a phrase of %d events; answering for %g beats", len(events), self.cfg.answer_beats)
@@ -240,6 +245,7 @@ class Performer:
         )
         self.velocity = self.cfg.velocity or velocity or 80
         self.cursor = self._start_at(pos)
+        self.rest_steps = None
         self.end = None
         self.stats["reseeds"] += 1
         log.debug("re-seeded with %s", pitches)
@@ -253,7 +259,9 @@ class Performer:
         self.tracker.release_all()
 
     def panic(self) -> None:
-        """Cancel, then note-offs and All Notes Off on every channel we used."""
+        """Cancel, forget what was heard, then note-offs and All Notes Off on every channel we used."""
+        self.listener.held.clear()
+        self.listener.take_phrase()
         self.plan.clear()
         self.cursor = self.end = None
         self.sounding_planned = set()

@@ -23,9 +23,8 @@ from midiseed.generate import Generator
 from midiseed.sampling import Decoding
 
 log = logging.getLogger("midiseed.serve")
-SPIN_SECONDS = (
-    0.0005  # the last half millisecond before a note is waited out by spinning: lock waits are coarse
-)
+FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
+SPIN_SECONDS = 0.0005  # the last half millisecond before a note is spun out: lock waits are coarse
 
 
 class Service:
@@ -121,6 +120,8 @@ class Service:
         finally:
             try:
                 self.performer.panic()
+                # rtmidi hands messages to JACK/ALSA from its own buffer: closing at once can lose the offs
+                time.sleep(FLUSH_SECONDS)
             except Exception as err:  # the port itself may be what failed
                 log.error("could not send all notes off: %s", err)
                 status = status or 1

@@ -46,8 +46,10 @@ class InternalTempo:
 class MidiClockTempo:
     """Follows a MIDI clock: 24 pulses a beat, Start/Stop/Continue and Song Position Pointer.
 
-    Position advances only while the transport runs. Between pulses it is extrapolated at the
-    current tempo for at most one pulse, so nothing is ever played ahead of the DAW.
+    The first pulse after Start is position 0 (the MIDI spec's downbeat). Position advances
+    only while the transport runs; between pulses it is extrapolated at the current tempo but
+    never reaches the next pulse, so a note due on a pulse goes out when that pulse arrives,
+    never ahead of the DAW.
     Pulses closer together than a 400 bpm clock allows are a flood: dropped and counted.
     """
 
@@ -72,9 +74,9 @@ class MidiClockTempo:
         return self.pulse_seconds * self.clocks_per_step
 
     def position(self, t: float) -> float:
-        pulses = float(self.pulses)
-        if self.running and self.last_pulse_t is not None:
-            pulses += min(1.0, max(0.0, (t - self.last_pulse_t) / self.pulse_seconds))
+        pulses = float(max(self.pulses, 0))
+        if self.running and self.last_pulse_t is not None and self.pulses >= 0:
+            pulses += min(0.999, max(0.0, (t - self.last_pulse_t) / self.pulse_seconds))
         return pulses / self.clocks_per_step
 
     def time_of(self, pos: float) -> float:
@@ -100,7 +102,7 @@ class MidiClockTempo:
                 self.pulses += 1
             return None
         if kind == "start":
-            self.running, self.pulses, self.last_pulse_t = True, 0, t
+            self.running, self.pulses, self.last_pulse_t = True, -1, None  # the next pulse is 0
             return "start"
         if kind == "continue":
             self.running, self.last_pulse_t = True, t
@@ -109,6 +111,6 @@ class MidiClockTempo:
             self.running = False
             return "stop"
         if kind == "songpos":
-            self.pulses = value * 6  # Song Position counts sixteenth notes = 6 pulses
+            self.pulses = value * 6 - 1  # Song Position counts sixteenths (6 pulses); the next pulse is there
             return None
         return None
