@@ -107,6 +107,7 @@ class Performer:
                 self.cancel()
             self.listener.note_on(channel, a, b, t, pos)
             self.last_heard = [a]
+            log.debug("in  note %d vel %d ch %d at step %.2f", a, b, channel + 1, pos)
         elif kind == "note_off":
             self.listener.note_off(channel, a, t, pos)
         elif kind == "cc":
@@ -174,6 +175,8 @@ class Performer:
                 self.last_played = [pitch]
             else:
                 self.tracker.note_off(self.out_channel, pitch)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("out note %s %d at step %.2f", "on " if kind == ON else "off", pitch, pos)
         if self.cursor is not None and not self.plan and self.end is not None and self.cursor >= self.end:
             self.cursor = self.end = None  # the answer is over
             log.info("answer finished")

@@ -26,7 +26,8 @@ from midiseed.midifile import MidiReadError, read_notes
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
 CACHE_FORMAT = 1
-TRANSIENT = ("the parser crashed", "parsing took longer than")  # reasons not worth caching
+# reasons that may be the machine's fault, not the file's: reported, never cached
+TRANSIENT = ("the parser crashed", "parsing took longer than", "unexpected error: ")
 
 
 class DataError(Exception):
@@ -68,7 +69,7 @@ def _read_one(args: tuple[str, Grid, bool]) -> tuple[str, np.ndarray | None, str
     except MidiReadError as err:
         return path, None, str(err)
     except Exception as err:  # a parser bug must cost one file, not the run
-        return path, None, f"{type(err).__name__}: {err}"
+        return path, None, f"{TRANSIENT[2]}{type(err).__name__}: {err}"
 
 
 def _default_cache_dir(root: Path) -> Path:
