@@ -296,3 +296,18 @@ def test_serve_user_errors_exit_2_with_one_line(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_bunched_clock_pulses_all_count_but_a_flood_is_dropped():
+    tempo = MidiClockTempo(4)
+    tempo.on_message("start", 0.0)
+    t = 0.0
+    for i in range(48):
+        t += 0.02 if i % 2 == 0 else 0.0001  # pairs of pulses arriving together (a JACK period)
+        tempo.on_message("clock", t)
+    assert tempo.pulses == 47 and tempo.dropped == 0
+    assert tempo.bpm == pytest.approx(60 / (0.0101 * 24), rel=0.05)
+    for _ in range(1000):  # a thousand pulses in a tenth of a second
+        t += 0.0001
+        tempo.on_message("clock", t)
+    assert tempo.dropped > 900

@@ -50,7 +50,8 @@ class MidiClockTempo:
     only while the transport runs; between pulses it is extrapolated at the current tempo but
     never reaches the next pulse, so a note due on a pulse goes out when that pulse arrives,
     never ahead of the DAW.
-    Pulses closer together than a 400 bpm clock allows are a flood: dropped and counted.
+    Every pulse counts, bunched or not; only a flood (a beat's worth of pulses in less than half
+    a beat at 400 bpm) is dropped and counted.
     """
 
     source = "midi clock"
@@ -61,7 +62,7 @@ class MidiClockTempo:
         self.running = False
         self.pulses = 0  # since Start (or as set by Song Position)
         self.last_pulse_t: float | None = None
-        self.intervals: deque[float] = deque(maxlen=6)
+        self.recent: deque[float] = deque(maxlen=CLOCKS_PER_BEAT)  # arrival times of the last pulses
         self.pulse_seconds = 60.0 / (bpm_guess * CLOCKS_PER_BEAT)
         self.dropped = 0
 
@@ -88,15 +89,18 @@ class MidiClockTempo:
     def on_message(self, kind: str, t: float, value: int = 0) -> str | None:
         """Apply one transport message; returns "start", "stop" or "continue" when the transport changes."""
         if kind == "clock":
-            if self.last_pulse_t is not None:
-                gap = t - self.last_pulse_t
-                if gap < 60.0 / (MAX_BPM * CLOCKS_PER_BEAT) * 0.5:
-                    self.dropped += 1
-                    return None
-                if gap < 60.0 / (MIN_BPM * CLOCKS_PER_BEAT):  # a longer gap is a pause, not a tempo
-                    # the mean of the last quarter beat of pulses: smooths jitter, follows a ramp closely
-                    self.intervals.append(gap)
-                    self.pulse_seconds = sum(self.intervals) / len(self.intervals)
+            recent = self.recent
+            if len(recent) == recent.maxlen and t - recent[0] < 60.0 / (2 * MAX_BPM):
+                # a beat's worth of pulses in less than half a beat at the fastest tempo: a flood
+                self.dropped += 1
+                return None
+            if self.last_pulse_t is not None and t - self.last_pulse_t > 60.0 / (MIN_BPM * CLOCKS_PER_BEAT):
+                recent.clear()  # a pause is not a tempo
+            recent.append(t)
+            if len(recent) >= 3:
+                # the span of the last pulses: steady when JACK or USB delivers them in bunches
+                window = list(recent)[-7:]
+                self.pulse_seconds = max(1e-4, (window[-1] - window[0]) / (len(window) - 1))
             self.last_pulse_t = t
             if self.running:
                 self.pulses += 1
