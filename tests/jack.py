@@ -64,20 +64,18 @@ class Daemon:
 
     def __init__(self, tmp: Path, model: Path, name: str, **settings) -> None:
         self.name = name
-        lines = [
-            "[midi]",
-            'backend = "jack"',
-            f'client_name = "{name}"',
-            f'in_port = "{name}-in"',
-            f'out_port = "{name}-out"',
-            "[model]",
-            f'model = "{model}"',
-        ]
-        sections: dict[str, list[str]] = {}
+        sections: dict[str, list[str]] = {
+            "midi": [
+                'backend = "jack"',
+                f'client_name = "{name}"',
+                f'in_port = "{name}-in"',
+                f'out_port = "{name}-out"',
+            ],
+            "model": [f'model = "{model}"'],
+        }
         for key, (section, value) in settings.items():
             sections.setdefault(section, []).append(f"{key} = {value}")
-        for section, body in sections.items():
-            lines += [f"[{section}]", *body]
+        lines = [line for section, body in sections.items() for line in (f"[{section}]", *body)]
         self.config = tmp / f"{name}.toml"
         self.config.write_text("\n".join(lines) + "\n")
         self.log = tmp / f"{name}.log"
@@ -140,7 +138,7 @@ class Player:
         with self.lock:
             return [(t, m[1]) for t, m in self.received if m[0] & 0xF0 == 0x90 and m[2] > 0]
 
-    def wait_for_notes(self, count: int, timeout: float = 10) -> list[tuple[float, int]]:
+    def wait_for_notes(self, count: int, timeout: float = 20) -> list[tuple[float, int]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ons = self.note_ons()

@@ -45,7 +45,7 @@ def daemon_factory(jack, tiny_onnx, tmp_path):
 def test_respond_mode_answers_a_phrase_and_ends_every_note(daemon_factory):
     daemon, player = daemon_factory("resp", answer_beats=("performance", 2), bpm=("timing", 240))
     player.phrase([60, 64, 67, 72], 0.1)
-    player.wait_for_notes(1, timeout=10)
+    player.wait_for_notes(1)
     time.sleep(1.5)  # two beats at 240 bpm, and some
     assert daemon.stop() == 0
     assert player.note_ons()
@@ -56,7 +56,7 @@ def test_respond_mode_answers_a_phrase_and_ends_every_note(daemon_factory):
 def test_continue_mode_streams_after_a_note_and_keeps_going(daemon_factory):
     daemon, player = daemon_factory("cont", mode=("performance", '"continue"'), bpm=("timing", 240))
     player.phrase([62], 0.1)
-    first = player.wait_for_notes(1, timeout=10)
+    first = player.wait_for_notes(1)
     time.sleep(1.5)
     later = player.note_ons()
     assert later[-1][0] > first[0][0] + 0.5  # still streaming well after the seed
@@ -108,7 +108,7 @@ def test_answer_follows_the_midi_clock(daemon_factory):
 def test_stopping_mid_answer_leaves_no_note_on(daemon_factory, sig):
     daemon, player = daemon_factory(f"sig{int(sig)}", answer_beats=("performance", 64))
     player.phrase([60, 62, 64], 0.1)
-    player.wait_for_notes(3, timeout=10)
+    player.wait_for_notes(3)
     assert daemon.stop(sig) == 0
     time.sleep(0.2)
     assert player.left_on() == set()
@@ -146,9 +146,46 @@ def test_garbage_flood_is_dropped_and_counted_and_the_daemon_still_answers(daemo
     time.sleep(0.3)
     before = len(player.note_ons())
     player.phrase([65, 69, 72], 0.1)
-    player.wait_for_notes(before + 1, timeout=10)
+    player.wait_for_notes(before + 1)
     assert daemon.proc.poll() is None
     assert daemon.stop() == 0
     assert player.left_on() == set()
     out = daemon.output()
     assert "dropped" in out and sent > 2000
+
+
+def test_daemon_also_plays_to_a_named_port_and_ports_lists_it(daemon_factory):
+    import rtmidi
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+
+    extra = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"synth{os.getpid()}")
+    got = []
+    extra.open_virtual_port(f"synth{os.getpid()}-in")
+    extra.set_callback(lambda event, _=None: got.append(event[0]))
+    try:
+        daemon, player = daemon_factory("named", connect_to=("midi", f'["synth{os.getpid()}-in"]'))
+        listing = CliRunner().invoke(app, ["ports"])
+        assert listing.exit_code == 0
+        assert "jack:" in listing.output and f"{daemon.name}-in" in listing.output
+        player.phrase([60, 62], 0.1)
+        player.wait_for_notes(1)
+        time.sleep(0.3)
+        assert any(m[0] & 0xF0 == 0x90 for m in got)  # the same answer reached the named port
+        assert daemon.stop() == 0
+    finally:
+        extra.close_port()
+        extra.delete()
+
+
+def test_no_midi_system_is_a_one_line_error_with_exit_2(tiny_onnx):
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+
+    # the build machine has no /dev/snd: ALSA's sequencer is not there
+    result = CliRunner().invoke(app, ["serve", "--backend", "alsa", "--model", str(tiny_onnx[0])])
+    assert result.exit_code == 2
+    assert "MIDI backend alsa is not available here" in result.output
+    assert len(result.output.strip().splitlines()) == 1

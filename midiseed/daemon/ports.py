@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,16 @@ class Ports:
             out.send_message(message)
 
     def close(self) -> None:
+        # rtmidi calls our callback from JACK's/ALSA's thread, which needs the GIL; closing a port
+        # waits for that thread. Detach the callbacks and let any call in flight finish (the sleep
+        # releases the GIL) before closing, or close and callback wait for each other forever.
+        for port in self._ins:
+            try:
+                port.cancel_callback()
+            except Exception as err:
+                log.debug("detaching a callback: %s", err)
+        if self._ins:
+            time.sleep(0.05)
         for port in self._ins + self._outs:
             try:
                 port.close_port()
