@@ -30,33 +30,38 @@ SPIN_SECONDS = 0.0005  # the last half millisecond before a note is spun out: lo
 class Service:
     """Builds the daemon from a Config; `run()` blocks until stopped and returns the exit status."""
 
-    def __init__(self, cfg: Config, clock=time.monotonic) -> None:
+    def __init__(self, cfg: Config, clock=time.monotonic, generator=None, open_ports=None) -> None:
+        """`generator` and `open_ports(backend, on_message)` replace the real ones in tests."""
         self.cfg = cfg
         self.clock = clock
         self.inbox: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.failure: BaseException | None = None
-        self.engine = Engine(cfg.model or None, provider=cfg.provider)
-        log.info(
-            "model %s (%s preset) on %s", self.engine.path, self.engine.info.preset, self.engine.provider
-        )
-        decoding = Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat)
-        self.generator = Generator(self.engine, decoding, seed=cfg.random_seed)
-        spb = self.engine.codec.grid.steps_per_beat
+        if generator is None:
+            engine = Engine(cfg.model or None, provider=cfg.provider)
+            log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
+            decoding = Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat)
+            generator = Generator(engine, decoding, seed=cfg.random_seed)
+        self.generator = generator
+        spb = generator.codec.grid.steps_per_beat
         if cfg.clock == "midi":
             self.tempo = MidiClockTempo(spb, cfg.bpm)
         else:
             self.tempo = InternalTempo(cfg.bpm, spb, clock())
-        self.backend = choose_backend(cfg.backend)
-        self.ports = Ports(
-            self.backend,
-            cfg.client_name,
-            cfg.in_port,
-            cfg.out_port,
-            self._received,
-            cfg.connect_from,
-            cfg.connect_to,
-        )
+        if open_ports is None:
+            self.backend = choose_backend(cfg.backend)
+            self.ports = Ports(
+                self.backend,
+                cfg.client_name,
+                cfg.in_port,
+                cfg.out_port,
+                self._received,
+                cfg.connect_from,
+                cfg.connect_to,
+            )
+        else:
+            self.backend = cfg.backend
+            self.ports = open_ports(cfg.backend, self._received)
         self.performer = Performer(cfg, self.generator, self.tempo, self.ports.send)
         channels = ", ".join(str(c) for c in cfg.in_channels) or "all"
         log.info(

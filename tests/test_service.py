@@ -1,0 +1,124 @@
+"""The service loop with fake ports: every way out ends every note."""
+
+import threading
+import time
+from dataclasses import replace
+
+from midiseed.daemon.config import Config
+from midiseed.daemon.service import Service
+from tests.test_daemon_unit import FakeGenerator
+
+
+class FakePorts:
+    def __init__(self, on_message) -> None:
+        self.on_message = on_message
+        self.sent: list[list[int]] = []
+        self.closed = False
+        self.fail_sends = False
+
+    def send(self, message: list[int]) -> None:
+        if self.fail_sends:
+            raise OSError("port went away")
+        self.sent.append(message)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def left_on(self) -> set[int]:
+        on: set[int] = set()
+        for m in self.sent:
+            if m[0] & 0xF0 == 0x90:
+                on.add(m[1])
+            elif m[0] & 0xF0 == 0x80:
+                on.discard(m[1])
+        return on
+
+
+class Exploding(FakeGenerator):
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.left = after
+
+    def next_event(self, require_notes: bool = False):
+        self.left -= 1
+        if self.left < 0:
+            raise RuntimeError("inference failed")
+        return super().next_event(require_notes)
+
+
+def start(generator, **cfg):
+    holder = {}
+
+    def open_ports(backend, on_message):
+        holder["ports"] = FakePorts(on_message)
+        return holder["ports"]
+
+    service = Service(
+        replace(Config(), bpm=400, silence_beats=0.25, **cfg), generator=generator, open_ports=open_ports
+    )
+    return service, holder["ports"]
+
+
+def play_phrase(ports: FakePorts) -> None:
+    for pitch in (60, 64):
+        ports.on_message([0x90, pitch, 90])
+        time.sleep(0.02)
+        ports.on_message([0x80, pitch, 0])
+
+
+def run_in_main(service: Service, seconds: float) -> int:
+    """run() installs signal handlers, so it runs in this (the main) thread; a timer stops it."""
+    timer = threading.Timer(seconds, service.stop)
+    timer.start()
+    try:
+        return service.run()
+    finally:
+        timer.cancel()
+
+
+def test_stop_mid_answer_ends_every_note_and_closes_ports():
+    service, ports = start(FakeGenerator(), answer_beats=64)
+    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+    status = run_in_main(service, 0.8)
+    assert status == 0
+    assert any(m[0] & 0xF0 == 0x90 for m in ports.sent)
+    assert ports.left_on() == set()
+    assert ports.sent[-1] == [0xB0, 123, 0]
+    assert ports.closed
+
+
+def test_an_exception_in_the_loop_ends_every_note_and_exits_1():
+    service, ports = start(Exploding(after=3), answer_beats=64)
+    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+    status = run_in_main(service, 3.0)
+    assert status == 1
+    assert any(m[0] & 0xF0 == 0x90 for m in ports.sent)
+    assert ports.left_on() == set()
+    assert ports.sent[-1] == [0xB0, 123, 0]
+
+
+def test_an_exception_in_another_thread_stops_the_daemon_cleanly():
+    service, ports = start(FakeGenerator(), answer_beats=64)
+    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+
+    def boom():
+        raise ValueError("a helper thread failed")
+
+    threading.Timer(0.5, lambda: threading.Thread(target=boom).start()).start()
+    status = run_in_main(service, 5.0)
+    assert status == 1
+    assert ports.left_on() == set()
+    assert ports.sent[-1] == [0xB0, 123, 0]
+
+
+def test_a_port_that_fails_stops_the_daemon_with_an_error():
+    service, ports = start(FakeGenerator(), answer_beats=64)
+    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+
+    def pull_the_cable():
+        ports.fail_sends = True
+
+    threading.Timer(0.5, pull_the_cable).start()
+    status = run_in_main(service, 5.0)
+    assert status == 1
+    assert ports.closed
