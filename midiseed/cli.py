@@ -291,5 +291,18 @@ def ports() -> None:
             typer.echo(f"  {kind}: {', '.join(info[kind]) or '(none)'}")
 
 
+@app.command()
+@_user_errors
+def panic(
+    port: Annotated[str, typer.Option(help="The port (or part of its name) that plays the stuck notes.")],
+    backend: Annotated[str, typer.Option(help="auto, alsa, jack, coremidi or windows.")] = "auto",
+) -> None:
+    """Send all notes off to a port: for a receiver left with notes on after midiseed was killed (-9)."""
+    from midiseed.daemon.ports import panic as send_panic
+
+    sent = send_panic(backend, port)
+    typer.echo(f"sent {sent} messages (sustain off, all sound off, all notes off, every note off) to {port}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

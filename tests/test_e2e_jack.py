@@ -189,3 +189,29 @@ def test_no_midi_system_is_a_one_line_error_with_exit_2(tiny_onnx):
     assert result.exit_code == 2
     assert "MIDI backend alsa is not available here" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_panic_command_silences_a_named_port(jack):
+    import rtmidi
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+
+    name = f"stuck{os.getpid()}"
+    synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
+    got = []
+    synth.open_virtual_port(f"{name}-in")
+    synth.set_callback(lambda event, _=None: got.append(event[0]))
+    try:
+        result = CliRunner().invoke(app, ["panic", "--port", f"{name}-in", "--backend", "jack"])
+        assert result.exit_code == 0, result.output
+        time.sleep(0.3)
+        assert [0xB0, 123, 0] in got and [0xBF, 123, 0] in got
+        assert [0x80, 60, 0] in got
+        missing = CliRunner().invoke(app, ["panic", "--port", "no-such-port", "--backend", "jack"])
+        assert missing.exit_code == 2
+        assert "no MIDI port named 'no-such-port'" in missing.output
+    finally:
+        synth.cancel_callback()
+        synth.close_port()
+        synth.delete()

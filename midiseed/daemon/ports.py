@@ -182,3 +182,28 @@ def list_ports() -> dict[str, dict[str, list[str]] | str]:
         midi_in.delete()
         midi_out.delete()
     return out
+
+
+def panic(backend: str, port_name: str) -> int:
+    """Silence whatever listens on an existing port: sustain off, All Sound Off, All Notes Off and a
+    note-off for every key, on all 16 channels (for after a `kill -9`). Returns messages sent."""
+    rtmidi = _rtmidi()
+    backend = choose_backend(backend)
+    out = rtmidi.MidiOut(_api(backend), name="midiseed-panic")
+    try:
+        out.open_port(_find(out.get_ports(), port_name))
+        sent = 0
+        for channel in range(16):
+            for control in (64, 120, 123):
+                out.send_message([0xB0 | channel, control, 0])
+                sent += 1
+            for pitch in range(128):
+                out.send_message([0x80 | channel, pitch, 0])
+                sent += 1
+                if pitch % 32 == 31:
+                    time.sleep(0.002)  # a JACK period carries ~256 bytes: let each burst through
+        time.sleep(0.1)
+        return sent
+    finally:
+        out.close_port()
+        out.delete()
