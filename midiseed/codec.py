@@ -189,6 +189,7 @@ class Codec:
         self.keys = [f"N{p}" for p in range(128)] + [f"H{p}" for p in range(128)]
         self.keys += [f"D{d}" for d in range(1, grid.max_steps + 1)]
         self.index = {k: i for i, k in enumerate(self.keys)}
+        self._spelled: dict[Event, tuple[int, ...]] = {}  # events repeat a lot: spell each once
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -219,17 +220,27 @@ class Codec:
 
     def encode_event(self, ev: Event) -> list[int]:
         """Token ids of one event (several events' worth if it is longer than grid.max_steps)."""
-        out = []
+        return list(self._spell(ev))
+
+    def _spell(self, ev: Event) -> tuple[int, ...]:
+        cached = self._spelled.get(ev)
+        if cached is not None:
+            return cached
+        out: list[int] = []
         for part in self.normalise(ev):
             out += [self.held(p) if h else self.struck(p) for p, h in zip(part.pitches, part.held)]
             out.append(self.duration(part.steps))
-        return out
+        spelled = tuple(out)
+        if len(self._spelled) < 200_000:
+            self._spelled[ev] = spelled
+        return spelled
 
     def encode(self, events: Iterable[Event]) -> np.ndarray:
         """Events -> token ids (int32)."""
         out: list[int] = []
+        spell = self._spell
         for ev in events:
-            out += self.encode_event(ev)
+            out.extend(spell(ev))
         return np.array(out, dtype=np.int32)
 
     def decode(self, ids: Iterable[int]) -> list[Event]:

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# How models/default.onnx was made (see models/MODEL_CARD.md for the figures of the shipped one).
+# Takes hours on a 2-core CPU; on a GPU box, train with KERAS_BACKEND=jax and export here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+M=.venv/bin/midiseed
+$M data music21 --out data/bach
+$M train --data data/bach --out runs/default --preset default --epochs "${EPOCHS:-40}" --patience 5 --stride 64
+$M export runs/default --out models/default.onnx
+$M export runs/default --out models/default-int8.onnx --int8
+# the architecture we started from, on the same files (no transposition: it is ~8x slower per token)
+$M train --data data/bach --out runs/seed --preset seed --epochs "${SEED_EPOCHS:-8}" --patience 3 \
+  --transpose 0 --stride 64 --batch-size 32
+$M export runs/seed --out runs/seed.onnx
+$M evaluate --model models/default.onnx --data data/bach
+$M evaluate --model runs/seed.onnx --data data/bach
