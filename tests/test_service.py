@@ -53,9 +53,9 @@ def start(generator, **cfg):
         holder["ports"] = FakePorts(on_message)
         return holder["ports"]
 
-    service = Service(
-        replace(Config(), bpm=400, silence_beats=0.25, **cfg), generator=generator, open_ports=open_ports
-    )
+    # realtime=False: run() happens in the test process itself, which must not become SCHED_FIFO
+    settings = replace(Config(), bpm=400, silence_beats=0.25, realtime=False, **cfg)
+    service = Service(settings, generator=generator, open_ports=open_ports)
     return service, holder["ports"]
 
 

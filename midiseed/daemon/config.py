@@ -37,6 +37,7 @@ class Config:
     bpm: float = 120.0
     chord_ms: float = 30.0  # notes starting this close together form one chord
     quantize_start: bool = True  # start answers on the grid (False: as soon as they are ready)
+    realtime: bool = True  # ask for real-time scheduling (SCHED_FIFO) where the system allows it
     # [performance]
     mode: str = "respond"  # respond | continue
     silence_beats: float = 1.0  # respond: a phrase ends after this much silence
@@ -72,7 +73,7 @@ SECTIONS = {
         "out_channel",
         "velocity",
     ],
-    "timing": ["clock", "bpm", "chord_ms", "quantize_start"],
+    "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "decoding": ["temperature", "top_k", "no_repeat", "random_seed"],
     "cc": ["panic_cc", "end_call_cc", "mode_cc", "temperature_cc", "top_k_cc", "no_repeat_cc"],

@@ -8,6 +8,7 @@ exception here or in any thread, a port that fails) goes through `Performer.pani
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import sys
@@ -23,6 +24,7 @@ from midiseed.generate import Generator
 from midiseed.sampling import Decoding
 
 log = logging.getLogger("midiseed.serve")
+REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
 SPIN_SECONDS = 0.0005  # the last half millisecond before a note is spun out: lock waits are coarse
 
@@ -88,7 +90,17 @@ class Service:
         log.error("thread %s failed: %s", args.thread.name if args.thread else "?", args.exc_value)
         self.stop()
 
+    def _realtime(self) -> None:
+        if not self.cfg.realtime or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+            log.info("running with real-time priority (SCHED_FIFO %d)", REALTIME_PRIORITY)
+        except OSError as err:
+            log.info("no real-time priority (%s): timing may suffer when the machine is busy", err.strerror)
+
     def run(self) -> int:
+        self._realtime()
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         threading.excepthook = self._thread_failed
