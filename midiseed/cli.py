@@ -288,22 +288,24 @@ def serve(
     from midiseed.daemon import config as daemon_config
 
     path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    cfg = daemon_config.load(path)
-    cfg = daemon_config.override(
-        cfg,
-        model=str(model) if model else None,
-        backend=backend,
-        mode=mode,
-        bpm=bpm,
-        clock=clock,
-        provider=provider,
-        log_level="debug" if verbose else None,
-    )
+    overrides = {
+        "model": str(model) if model else None,
+        "backend": backend,
+        "mode": mode,
+        "bpm": bpm,
+        "clock": clock,
+        "provider": provider,
+        "log_level": "debug" if verbose else None,
+    }
+    cfg = daemon_config.override(daemon_config.load(path), **overrides)
     _setup_logging(cfg.log_level == "debug")
     logging.getLogger().setLevel(cfg.log_level.upper())
     from midiseed.daemon.service import Service
 
-    raise typer.Exit(Service(cfg).run())
+    def reread() -> daemon_config.Config:
+        return daemon_config.override(daemon_config.load(path), **overrides)
+
+    raise typer.Exit(Service(cfg, reload_config=reread).run())
 
 
 @app.command()

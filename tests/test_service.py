@@ -122,3 +122,57 @@ def test_a_port_that_fails_stops_the_daemon_with_an_error():
     status = run_in_main(service, 5.0)
     assert status == 1
     assert ports.closed
+
+
+def test_reload_switches_config_and_model_keeps_ports_and_refuses_bad_ones():
+    from midiseed.daemon.config import ConfigError
+
+    offers = [
+        replace(Config(), mode="continue", bpm=200, realtime=False),
+        ConfigError("config.toml: [timing] bpm must be in 20..400, got 9000"),
+        replace(Config(), mode="respond", bpm=200, realtime=False, in_port="elsewhere"),
+    ]
+
+    def reread():
+        offer = offers.pop(0)
+        if isinstance(offer, Exception):
+            raise offer
+        return offer
+
+    made = []
+
+    def make_generator(cfg):
+        made.append(cfg)
+        return FakeGenerator()
+
+    holder = {}
+
+    def open_ports(backend, on_message):
+        holder["ports"] = FakePorts(on_message)
+        return holder["ports"]
+
+    service = Service(
+        replace(Config(), realtime=False),
+        generator=FakeGenerator(),
+        open_ports=open_ports,
+        reload_config=reread,
+        make_generator=make_generator,
+    )
+    first_ports = service.ports
+    service._reload()
+    assert service.performer.mode == "continue" and service.tempo.bpm == 200
+    assert len(made) == 1 and service.ports is first_ports
+    service._reload()  # a bad file: logged, the running config stays
+    assert service.cfg.mode == "continue"
+    service._reload()  # a port change needs a restart: refused
+    assert service.cfg.in_port == "midiseed-in" and service.cfg.mode == "continue"
+
+
+def test_reload_cc_asks_the_service_to_reload():
+    service, ports = start(FakeGenerator())
+    calls = []
+    service.reload_config = lambda: calls.append(1) or replace(service.cfg, bpm=150)
+    service.make_generator = lambda cfg: FakeGenerator()
+    threading.Timer(0.05, ports.on_message, args=([0xB0, 90, 127],)).start()
+    assert run_in_main(service, 0.5) == 0
+    assert calls == [1] and service.tempo.bpm == 150

@@ -55,6 +55,7 @@ class Config:
     temperature_cc: int = 87
     top_k_cc: int = 88
     no_repeat_cc: int = 89
+    reload_cc: int = 90
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
@@ -76,7 +77,7 @@ SECTIONS = {
     "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "decoding": ["temperature", "top_k", "no_repeat", "random_seed"],
-    "cc": ["panic_cc", "end_call_cc", "mode_cc", "temperature_cc", "top_k_cc", "no_repeat_cc"],
+    "cc": ["panic_cc", "end_call_cc", "mode_cc", "temperature_cc", "top_k_cc", "no_repeat_cc", "reload_cc"],
     "log": ["log_level", "status_seconds"],
 }
 CHOICES = {

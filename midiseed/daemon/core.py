@@ -60,12 +60,20 @@ def parse(data: list[int] | bytes) -> tuple[str, int, int, int] | str:
 class Performer:
     """Listens, decides, plans on the grid and plays; owns the note tracker."""
 
-    def __init__(self, cfg: Config, generator: Generator, tempo, send: Callable[[list[int]], None]) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        generator: Generator,
+        tempo,
+        send: Callable[[list[int]], None],
+        tracker: NoteTracker | None = None,
+    ) -> None:
         self.cfg = cfg
         self.gen = generator
         self.grid = generator.codec.grid
         self.tempo = tempo
-        self.tracker = NoteTracker(send)
+        self.tracker = tracker or NoteTracker(send)  # a reload keeps the tracker: it knows what sounds
+        self.reload_asked = False  # the reload CC was played; the service acts on it
         self.listener = Listener(self.grid, cfg.chord_ms / 1000, {c - 1 for c in cfg.in_channels})
         self.mode = cfg.mode
         self.out_channel = cfg.out_channel - 1
@@ -137,6 +145,9 @@ class Performer:
                 self.panic()
                 self.mode = mode
                 self.listener.take_phrase()
+        elif control == cfg.reload_cc and value >= 64:
+            log.info("reload asked by CC %d", control)
+            self.reload_asked = True
         elif control == cfg.temperature_cc:
             self._decoding(temperature=round(value / 127 * 2, 3))
         elif control == cfg.top_k_cc:

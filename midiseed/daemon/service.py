@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from midiseed.daemon.config import Config
 from midiseed.daemon.core import Performer
@@ -24,6 +25,17 @@ from midiseed.generate import Generator
 from midiseed.sampling import Decoding
 
 log = logging.getLogger("midiseed.serve")
+# what a reload cannot change: the ports and the time source live as long as the process
+RESTART_KEYS = (
+    "backend",
+    "client_name",
+    "in_port",
+    "out_port",
+    "connect_from",
+    "connect_to",
+    "clock",
+    "realtime",
+)
 REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
 SPIN_SECONDS = 0.0005  # the last half millisecond before a note is spun out: lock waits are coarse
@@ -32,19 +44,26 @@ SPIN_SECONDS = 0.0005  # the last half millisecond before a note is spun out: lo
 class Service:
     """Builds the daemon from a Config; `run()` blocks until stopped and returns the exit status."""
 
-    def __init__(self, cfg: Config, clock=time.monotonic, generator=None, open_ports=None) -> None:
-        """`generator` and `open_ports(backend, on_message)` replace the real ones in tests."""
+    def __init__(
+        self,
+        cfg: Config,
+        clock=time.monotonic,
+        generator=None,
+        open_ports=None,
+        reload_config: Callable[[], Config] | None = None,
+        make_generator: Callable[[Config], Generator] | None = None,
+    ) -> None:
+        """`generator`, `make_generator(cfg)` and `open_ports(backend, on_message)` replace the real
+        ones in tests; `reload_config` gives the configuration to switch to on SIGHUP or the reload CC."""
+        self.make_generator = make_generator or self._generator
         self.cfg = cfg
+        self.reload_config = reload_config
+        self.reload_requested = False
         self.clock = clock
         self.inbox: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.failure: BaseException | None = None
-        if generator is None:
-            engine = Engine(cfg.model or None, provider=cfg.provider)
-            log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
-            decoding = Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat)
-            generator = Generator(engine, decoding, seed=cfg.random_seed)
-        self.generator = generator
+        self.generator = generator or self.make_generator(cfg)
         spb = generator.codec.grid.steps_per_beat
         if cfg.clock == "midi":
             self.tempo = MidiClockTempo(spb, cfg.bpm)
@@ -78,6 +97,41 @@ class Service:
             f"{cfg.bpm:g} bpm (internal)" if cfg.clock == "internal" else "from MIDI clock",
         )
 
+    @staticmethod
+    def _generator(cfg: Config) -> Generator:
+        engine = Engine(cfg.model or None, provider=cfg.provider)
+        log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
+        return Generator(engine, Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat), seed=cfg.random_seed)
+
+    def request_reload(self, *_args) -> None:
+        self.reload_requested = True
+        self.inbox.put(([], -1.0))  # wake the loop
+
+    def _reload(self) -> None:
+        """Switch to the re-read config (and its model) without closing the ports or losing the tempo;
+        anything wrong with the new ones is logged and the running ones stay."""
+        self.reload_requested = False
+        if self.reload_config is None:
+            return
+        try:
+            new = self.reload_config()
+            fixed = [k for k in RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)]
+            if fixed:
+                raise ValueError(f"{', '.join(fixed)} can only change with a restart")
+            generator = self.make_generator(new) if new != self.cfg else self.generator
+        except Exception as err:  # a bad file or model must not stop the music
+            log.error("reload refused, keeping the running config and model: %s", err)
+            return
+        self.performer.cancel()
+        self.generator = generator
+        self.performer = Performer(
+            new, generator, self.tempo, self.ports.send, tracker=self.performer.tracker
+        )
+        if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
+            self.tempo.set_bpm(new.bpm, self.clock())
+        self.cfg = new
+        log.info("reloaded: mode %s, %g bpm, model %s", new.mode, new.bpm, new.model or "default")
+
     def _received(self, message: list[int]) -> None:
         self.inbox.put((message, self.clock()))
 
@@ -103,6 +157,8 @@ class Service:
         self._realtime()
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self.request_reload)
         threading.excepthook = self._thread_failed
         status = 0
         view = LiveView(self.performer, self.tempo) if sys.stderr.isatty() else None
@@ -123,6 +179,9 @@ class Service:
                     deadline = self.performer.next_deadline(self.clock())
                     while self.clock() < deadline and deadline - self.clock() < SPIN_SECONDS * 2:
                         pass
+                if self.reload_requested or self.performer.reload_asked:
+                    self.performer.reload_asked = False
+                    self._reload()
                 self.performer.tick(self.clock())
                 if view is not None:
                     view.update()
