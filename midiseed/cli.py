@@ -282,6 +282,9 @@ def serve(
         str | None, typer.Option(help="internal, or midi to follow the DAW's MIDI clock.")
     ] = None,
     provider: Annotated[str | None, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Record every session to a .mid file in this folder.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every note (debug level).")] = False,
 ) -> None:
     """Run the daemon: virtual MIDI ports in and out, answering what is played, in time."""
@@ -296,6 +299,7 @@ def serve(
         "clock": clock,
         "provider": provider,
         "log_level": "debug" if verbose else None,
+        "record": str(record) if record else None,
     }
     cfg = daemon_config.override(daemon_config.load(path), **overrides)
     _setup_logging(cfg.log_level == "debug")

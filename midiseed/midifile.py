@@ -113,3 +113,37 @@ def write_notes(
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
     mid.tracks.append(track)
     mid.save(str(path))
+
+
+def write_messages(
+    tracks: dict[str, list[tuple[float, list[int]]]], path: str | Path, ticks_per_second: int = 960
+) -> None:
+    """Timed raw messages (seconds, bytes) as a type 1 MIDI file, one named track each, at 120 bpm
+    (so a tick is 1/960 s with 480 ticks a beat). Bytes that are not a channel message are skipped.
+    Written to a temporary file and moved into place, so a reader never sees half a file."""
+    import os
+
+    import mido
+
+    mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_second // 2)
+    for name, events in tracks.items():
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        if not mid.tracks:
+            track.append(mido.MetaMessage("set_tempo", tempo=500_000, time=0))
+        now = 0
+        for seconds, data in events:
+            try:
+                msg = mido.Message.from_bytes(data)
+            except (ValueError, TypeError):
+                continue
+            if msg.is_realtime or msg.type == "sysex":
+                continue
+            tick = max(now, round(seconds * ticks_per_second))
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        track.append(mido.MetaMessage("end_of_track", time=0))
+        mid.tracks.append(track)
+    tmp = Path(f"{path}.tmp")
+    mid.save(str(tmp))
+    os.replace(tmp, path)

@@ -176,3 +176,26 @@ def test_reload_cc_asks_the_service_to_reload():
     threading.Timer(0.05, ports.on_message, args=([0xB0, 90, 127],)).start()
     assert run_in_main(service, 0.5) == 0
     assert calls == [1] and service.tempo.bpm == 150
+
+
+def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path):
+    import mido
+
+    service, ports = start(FakeGenerator(), answer_beats=4, record=str(tmp_path / "rec"))
+    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+    assert run_in_main(service, 1.5) == 0
+    (path,) = (tmp_path / "rec").glob("midiseed-*.mid")
+    mid = mido.MidiFile(path)
+    names = [t.name for t in mid.tracks]
+    assert names == ["heard", "played"]
+    heard = [m.note for m in mid.tracks[0] if m.type == "note_on" and m.velocity > 0]
+    played = [m for m in mid.tracks[1] if m.type in ("note_on", "note_off")]
+    assert heard == [60, 64]
+    assert any(m.type == "note_on" and m.velocity > 0 for m in played)
+    on = set()
+    for m in played:
+        if m.type == "note_on" and m.velocity > 0:
+            on.add(m.note)
+        else:
+            on.discard(m.note)
+    assert not on  # the recording ends with every note off, as the output did

@@ -59,6 +59,7 @@ class Config:
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
+    record: str = ""  # folder to record every session to as .mid ("" = off)
 
 
 SECTIONS = {
@@ -78,7 +79,7 @@ SECTIONS = {
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "decoding": ["temperature", "top_k", "no_repeat", "random_seed"],
     "cc": ["panic_cc", "end_call_cc", "mode_cc", "temperature_cc", "top_k_cc", "no_repeat_cc", "reload_cc"],
-    "log": ["log_level", "status_seconds"],
+    "log": ["log_level", "status_seconds", "record"],
 }
 CHOICES = {
     "provider": ("auto", "cpu", "cuda"),

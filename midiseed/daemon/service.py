@@ -15,10 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from midiseed.daemon.config import Config
 from midiseed.daemon.core import Performer
 from midiseed.daemon.ports import Ports, choose_backend
+from midiseed.daemon.recorder import Recorder
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
 from midiseed.engine import Engine
 from midiseed.generate import Generator
@@ -59,6 +61,7 @@ class Service:
         self.cfg = cfg
         self.reload_config = reload_config
         self.reload_requested = False
+        self.view: LiveView | None = None
         self.clock = clock
         self.inbox: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
         self.stopping = threading.Event()
@@ -83,7 +86,8 @@ class Service:
         else:
             self.backend = cfg.backend
             self.ports = open_ports(cfg.backend, self._received)
-        self.performer = Performer(cfg, self.generator, self.tempo, self.ports.send)
+        self.recorder = Recorder(Path(cfg.record), clock()) if cfg.record else None
+        self.performer = Performer(cfg, self.generator, self.tempo, self._send)
         channels = ", ".join(str(c) for c in cfg.in_channels) or "all"
         log.info(
             "listening on %s:%s (channels %s), playing on %s:%s channel %d; mode %s; tempo %s",
@@ -130,10 +134,17 @@ class Service:
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock())
         self.cfg = new
+        if self.view is not None:
+            self.view.performer = self.performer
         log.info("reloaded: mode %s, %g bpm, model %s", new.mode, new.bpm, new.model or "default")
 
     def _received(self, message: list[int]) -> None:
         self.inbox.put((message, self.clock()))
+
+    def _send(self, message: list[int]) -> None:
+        self.ports.send(message)
+        if self.recorder is not None:
+            self.recorder.add("played", message, self.clock())
 
     def stop(self, *_args) -> None:
         self.stopping.set()
@@ -161,7 +172,7 @@ class Service:
             signal.signal(signal.SIGHUP, self.request_reload)
         threading.excepthook = self._thread_failed
         status = 0
-        view = LiveView(self.performer, self.tempo) if sys.stderr.isatty() else None
+        view = self.view = LiveView(self.performer, self.tempo) if sys.stderr.isatty() else None
         last_status = self.clock()
         try:
             while not self.stopping.is_set():
@@ -169,12 +180,12 @@ class Service:
                 wait = self.performer.next_deadline(now) - now
                 try:
                     message, t = self.inbox.get(timeout=max(0.0, wait - SPIN_SECONDS))
-                    if t >= 0:
-                        self.performer.handle(message, t)
-                        while True:  # drain what else has arrived, in order
-                            message, t = self.inbox.get_nowait()
-                            if t >= 0:
-                                self.performer.handle(message, t)
+                    while True:  # handle it and what else has arrived, in order
+                        if t >= 0:
+                            self.performer.handle(message, t)
+                            if self.recorder is not None:
+                                self.recorder.add("heard", message, t)
+                        message, t = self.inbox.get_nowait()
                 except queue.Empty:
                     deadline = self.performer.next_deadline(self.clock())
                     while self.clock() < deadline and deadline - self.clock() < SPIN_SECONDS * 2:
@@ -185,6 +196,8 @@ class Service:
                 self.performer.tick(self.clock())
                 if view is not None:
                     view.update()
+                if self.recorder is not None:
+                    self.recorder.flush(self.clock())
                 if self.cfg.status_seconds and self.clock() - last_status >= self.cfg.status_seconds:
                     last_status = self.clock()
                     log.info(status_line(self.performer, self.tempo))
@@ -202,6 +215,8 @@ class Service:
                 log.error("could not send all notes off: %s", err)
                 status = status or 1
             self.ports.close()
+            if self.recorder is not None:
+                self.recorder.flush(self.clock(), force=True)
             if view is not None:
                 view.close()
             log.info("stopped: %s", status_line(self.performer, self.tempo))
