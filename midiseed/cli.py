@@ -314,6 +314,36 @@ def serve(
 
 @app.command()
 @_user_errors
+def status(
+    config: Annotated[Path | None, typer.Option(help="The config.toml the daemon was started with.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON.")] = False,
+) -> None:
+    """Ask a running daemon (over its local socket) what it has heard, played and dropped."""
+    import json
+
+    from midiseed.daemon import config as daemon_config
+    from midiseed.daemon.status import ask, socket_path
+
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    cfg = daemon_config.load(path)
+    where = socket_path(cfg.status_socket, cfg.client_name)
+    try:
+        info = ask(where)
+    except (FileNotFoundError, ConnectionRefusedError) as err:
+        raise ValueError(f"no midiseed is running with status socket {where}") from err
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    typer.echo(
+        f"midiseed pid {info['pid']}, up {info['uptime_s']:.0f} s, {info['mode']}, "
+        f"{info['tempo_bpm']:g} bpm ({info['tempo_source']}): "
+        f"notes in {info['notes_in']}, out {info['notes_out']}, "
+        f"answers {info['answers']}, dropped {info['dropped']}, event p99 {info['event_ms_p99']} ms"
+    )
+
+
+@app.command()
+@_user_errors
 def ports() -> None:
     """List MIDI backends and their ports."""
     from midiseed.daemon.ports import list_ports

@@ -1,4 +1,6 @@
+import os
 import shutil
+import time
 from pathlib import Path
 
 import mido
@@ -7,7 +9,16 @@ import pytest
 
 from midiseed.codec import Grid, events_to_notes, notes_to_events
 from midiseed.midifile import MidiReadError, read_notes, write_notes
-from midiseed.training.corpus import DataError, find_midi_files, load_corpus, split_by_file
+from midiseed.training.corpus import (
+    TRANSIENT,
+    DataError,
+    _parse_all,
+    _read_isolated,
+    _read_one,
+    find_midi_files,
+    load_corpus,
+    split_by_file,
+)
 
 TEST_FILES = Path(__file__).resolve().parents[1].parent / "shared" / "test-midi-files" / "midi"
 # the ten files mido refuses (shared/test-midi-files/README.md); symusic reads two of them
@@ -114,3 +125,59 @@ def test_held_out_split_is_by_file_stable_and_never_empty():
     # adding files never moves an old file from held-out into training
     assert {more[i] for i in val_more} & set(files) == held
     assert split_by_file(["a.mid", "b.mid"], 0.1)[1] != []
+
+
+def _stubborn_reader(job):
+    """`_read_one`, except that a file named *hang* never finishes and one named *crash* kills its
+    process (module-level, so spawned workers import it by name)."""
+    name = Path(job[0]).name
+    if "hang" in name:
+        time.sleep(3600)
+    if "crash" in name:
+        os._exit(3)
+    return _read_one(job)
+
+
+def _folder_with(tmp_path, odd: list[str], normal: int = 14) -> list[str]:
+    for i in range(normal):
+        shutil.copy(TEST_FILES / "test-c-major-scale.mid", tmp_path / f"ok{i:02d}.mid")
+    for name in odd:
+        shutil.copy(TEST_FILES / "test-c-major-scale.mid", tmp_path / name)
+    return [str(p) for p in find_midi_files(tmp_path)]
+
+
+def test_a_file_that_hangs_the_parser_costs_that_file_only_and_is_not_cached(tmp_path):
+    paths = _folder_with(tmp_path, ["hang.mid"])
+    start = time.monotonic()
+    got = dict(_parse_all(paths, tmp_path, Grid(), False, 2, file_timeout=3, read=_stubborn_reader))
+    assert time.monotonic() - start < 60  # the time limit, a fresh pool, never the hour
+    assert set(got) == {Path(p).name for p in paths}
+    notes, reason = got["hang.mid"]
+    assert notes is None and reason == "parsing took longer than 3 s"
+    assert reason.startswith(TRANSIENT)  # so the cache never keeps it
+    assert all(got[f"ok{i:02d}.mid"][0] is not None and len(got[f"ok{i:02d}.mid"][0]) == 8 for i in range(14))
+
+
+def test_a_worker_that_dies_costs_only_its_file(tmp_path):
+    paths = _folder_with(tmp_path, ["crash.mid"])
+    got = dict(_parse_all(paths, tmp_path, Grid(), False, 2, file_timeout=20, read=_stubborn_reader))
+    assert set(got) == {Path(p).name for p in paths}
+    assert got["crash.mid"] == (None, "the parser crashed on this file")
+    assert all(got[f"ok{i:02d}.mid"][0] is not None for i in range(14))
+
+
+def test_isolated_read_has_the_time_limit(tmp_path):
+    shutil.copy(TEST_FILES / "test-c-major-scale.mid", tmp_path / "hang.mid")
+    job = (str(tmp_path / "hang.mid"), Grid(), False)
+    start = time.monotonic()
+    assert _read_isolated(job, 2, _stubborn_reader) == (None, "parsing took longer than 2 s")
+    assert time.monotonic() - start < 30
+    notes, reason = _read_isolated((str(TEST_FILES / "test-c-major-scale.mid"), Grid(), False), 2)
+    assert reason == "" and len(notes) == 8
+
+
+def test_load_corpus_takes_a_file_timeout(tmp_path):
+    (tmp_path / "d").mkdir()
+    _folder_with(tmp_path / "d", [], normal=10)
+    corpus = load_corpus(tmp_path / "d", workers=2, use_cache=False, file_timeout=10)
+    assert len(corpus.files) == 10 and not corpus.skipped

@@ -199,3 +199,51 @@ def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path):
         else:
             on.discard(m.note)
     assert not on  # the recording ends with every note off, as the output did
+
+
+def test_status_socket_answers_midiseed_status(tmp_path):
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+    from midiseed.daemon.status import ask
+
+    sock = tmp_path / "s.sock"
+    service, ports = start(FakeGenerator(), answer_beats=4, status_socket=str(sock))
+    got = {}
+    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+    threading.Timer(0.8, lambda: got.update(ask(sock))).start()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[log]\nstatus_socket = "{sock}"\n')
+    cli = {}
+    threading.Timer(
+        0.9, lambda: cli.update(r=CliRunner().invoke(app, ["status", "--config", str(config)]))
+    ).start()
+    assert run_in_main(service, 1.2) == 0
+    assert got["notes_in"] == 2 and got["answers"] == 1 and got["notes_out"] >= 1
+    assert got["mode"] == "respond" and got["tempo_source"] == "internal"
+    assert cli["r"].exit_code == 0 and "notes in 2" in cli["r"].output
+    assert not sock.exists()  # removed on the way out
+    gone = CliRunner().invoke(app, ["status", "--config", str(config)])
+    assert gone.exit_code == 2 and "no midiseed is running" in gone.output
+
+
+def test_model_cc_switches_between_loaded_models():
+    made = []
+
+    def make_generator(cfg):
+        made.append(cfg.model)
+        return FakeGenerator()
+
+    holder = {}
+
+    def open_ports(backend, on_message):
+        holder["ports"] = FakePorts(on_message)
+        return holder["ports"]
+
+    settings = replace(Config(), realtime=False, models=("second.onnx",))
+    service = Service(settings, open_ports=open_ports, make_generator=make_generator)
+    assert made == ["", "second.onnx"]  # both loaded at start
+    ports = holder["ports"]
+    threading.Timer(0.05, ports.on_message, args=([0xB0, 91, 1],)).start()
+    assert run_in_main(service, 0.3) == 0
+    assert service.performer.gen is service.generators[1]

@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 class Config:
     # [model]
     model: str = ""  # ONNX file; "" = the shipped default
+    models: tuple[str, ...] = ()  # more models to switch to by CC (model_cc value 1, 2, ...)
     provider: str = "auto"  # auto | cpu | cuda
     # [midi]
     backend: str = "auto"  # auto | alsa | jack | coremidi | windows
@@ -56,14 +57,18 @@ class Config:
     top_k_cc: int = 88
     no_repeat_cc: int = 89
     reload_cc: int = 90
+    model_cc: int = 91
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
     record: str = ""  # folder to record every session to as .mid ("" = off)
+    status_socket: str = (
+        ""  # where `midiseed status` asks; "" = $XDG_RUNTIME_DIR (or /tmp)/midiseed-NAME.sock
+    )
 
 
 SECTIONS = {
-    "model": ["model", "provider"],
+    "model": ["model", "models", "provider"],
     "midi": [
         "backend",
         "client_name",
@@ -78,8 +83,17 @@ SECTIONS = {
     "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "decoding": ["temperature", "top_k", "no_repeat", "random_seed"],
-    "cc": ["panic_cc", "end_call_cc", "mode_cc", "temperature_cc", "top_k_cc", "no_repeat_cc", "reload_cc"],
-    "log": ["log_level", "status_seconds", "record"],
+    "cc": [
+        "panic_cc",
+        "end_call_cc",
+        "mode_cc",
+        "temperature_cc",
+        "top_k_cc",
+        "no_repeat_cc",
+        "reload_cc",
+        "model_cc",
+    ],
+    "log": ["log_level", "status_seconds", "record", "status_socket"],
 }
 CHOICES = {
     "provider": ("auto", "cpu", "cuda"),
@@ -117,7 +131,8 @@ def _check(key: str, value: Any, where: str) -> Any:
             if not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 16 for c in value):
                 raise ConfigError(f"{where}{key} must list MIDI channels 1..16, got {value!r}")
         elif not all(isinstance(s, str) and s for s in value):
-            raise ConfigError(f"{where}{key} must be a list of port names, got {value!r}")
+            what = "model files" if key == "models" else "port names"
+            raise ConfigError(f"{where}{key} must be a list of {what}, got {value!r}")
         value = tuple(value)
     elif isinstance(default, int | float):
         ok_types = (int,) if isinstance(default, int) else (int, float)

@@ -74,6 +74,7 @@ class Performer:
         self.tempo = tempo
         self.tracker = tracker or NoteTracker(send)  # a reload keeps the tracker: it knows what sounds
         self.reload_asked = False  # the reload CC was played; the service acts on it
+        self.model_asked: int | None = None  # the model CC was played: which model to answer with
         self.listener = Listener(self.grid, cfg.chord_ms / 1000, {c - 1 for c in cfg.in_channels})
         self.mode = cfg.mode
         self.out_channel = cfg.out_channel - 1
@@ -148,6 +149,8 @@ class Performer:
         elif control == cfg.reload_cc and value >= 64:
             log.info("reload asked by CC %d", control)
             self.reload_asked = True
+        elif control == cfg.model_cc:
+            self.model_asked = value
         elif control == cfg.temperature_cc:
             self._decoding(temperature=round(value / 127 * 2, 3))
         elif control == cfg.top_k_cc:

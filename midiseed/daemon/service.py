@@ -15,12 +15,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from midiseed.daemon.config import Config
 from midiseed.daemon.core import Performer
 from midiseed.daemon.ports import Ports, choose_backend
 from midiseed.daemon.recorder import Recorder
+from midiseed.daemon.status import StatusServer, snapshot, socket_path
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
 from midiseed.engine import Engine
 from midiseed.generate import Generator
@@ -67,7 +69,7 @@ class Service:
         self.stopping = threading.Event()
         self.failure: BaseException | None = None
         self.generator = generator or self.make_generator(cfg)
-        spb = generator.codec.grid.steps_per_beat
+        spb = self.generator.codec.grid.steps_per_beat
         if cfg.clock == "midi":
             self.tempo = MidiClockTempo(spb, cfg.bpm)
         else:
@@ -86,6 +88,9 @@ class Service:
         else:
             self.backend = cfg.backend
             self.ports = open_ports(cfg.backend, self._received)
+        # more models to switch to by CC: loaded now, so a switch costs nothing on stage
+        self.generators = [self.generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
+        self.started = time.monotonic()
         self.recorder = Recorder(Path(cfg.record), clock()) if cfg.record else None
         self.performer = Performer(cfg, self.generator, self.tempo, self._send)
         channels = ", ".join(str(c) for c in cfg.in_channels) or "all"
@@ -107,6 +112,18 @@ class Service:
         log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
         return Generator(engine, Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat), seed=cfg.random_seed)
 
+    def _status(self) -> dict:
+        return snapshot(self.performer, self.tempo, self.started, self.cfg.model or "default")
+
+    def _select_model(self, index: int) -> None:
+        index = min(index, len(self.generators) - 1)
+        if self.generators[index] is self.performer.gen:
+            return
+        self.performer.cancel()
+        self.performer.gen = self.generators[index]
+        names = [self.cfg.model or "default", *self.cfg.models]
+        log.info("answering with model %d: %s", index, names[index])
+
     def request_reload(self, *_args) -> None:
         self.reload_requested = True
         self.inbox.put(([], -1.0))  # wake the loop
@@ -122,14 +139,18 @@ class Service:
             fixed = [k for k in RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)]
             if fixed:
                 raise ValueError(f"{', '.join(fixed)} can only change with a restart")
-            generator = self.make_generator(new) if new != self.cfg else self.generator
+            if new != self.cfg:
+                generators = [self.make_generator(replace(new, model=m)) for m in (new.model, *new.models)]
+            else:
+                generators = self.generators
         except Exception as err:  # a bad file or model must not stop the music
             log.error("reload refused, keeping the running config and model: %s", err)
             return
         self.performer.cancel()
-        self.generator = generator
+        self.generators = generators
+        self.generator = generators[0]
         self.performer = Performer(
-            new, generator, self.tempo, self.ports.send, tracker=self.performer.tracker
+            new, self.generator, self.tempo, self._send, tracker=self.performer.tracker
         )
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock())
@@ -173,6 +194,13 @@ class Service:
         threading.excepthook = self._thread_failed
         status = 0
         view = self.view = LiveView(self.performer, self.tempo) if sys.stderr.isatty() else None
+        status_server = None
+        try:
+            status_server = StatusServer(
+                socket_path(self.cfg.status_socket, self.cfg.client_name), self._status
+            )
+        except OSError as err:
+            log.warning("no status socket: %s", err)
         last_status = self.clock()
         try:
             while not self.stopping.is_set():
@@ -193,6 +221,9 @@ class Service:
                 if self.reload_requested or self.performer.reload_asked:
                     self.performer.reload_asked = False
                     self._reload()
+                if self.performer.model_asked is not None:
+                    self._select_model(self.performer.model_asked)
+                    self.performer.model_asked = None
                 self.performer.tick(self.clock())
                 if view is not None:
                     view.update()
@@ -215,6 +246,8 @@ class Service:
                 log.error("could not send all notes off: %s", err)
                 status = status or 1
             self.ports.close()
+            if status_server is not None:
+                status_server.close()
             if self.recorder is not None:
                 self.recorder.flush(self.clock(), force=True)
             if view is not None:

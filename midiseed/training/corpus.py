@@ -10,9 +10,10 @@ import hashlib
 import json
 import logging
 import os
+import time
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -85,8 +86,12 @@ def load_corpus(
     cache_dir: Path | None = None,
     use_cache: bool = True,
     on_skip: Callable[[str, str], None] | None = None,
+    file_timeout: float = 30.0,
 ) -> Corpus:
-    """Read every MIDI file under `root` (see `read_notes`), reusing the cache for unchanged files."""
+    """Read every MIDI file under `root` (see `read_notes`), reusing the cache for unchanged files.
+
+    With worker processes, a file that takes more than `file_timeout` seconds to parse is skipped
+    (reason "parsing took longer than ...", never cached); see `_parse_all`."""
     root = Path(root)
     paths = find_midi_files(root)
     if not paths:
@@ -104,7 +109,9 @@ def load_corpus(
             results[rel] = (hit[1], hit[2])
         else:
             todo.append(rel)
-    for rel, (notes, reason) in _parse_all([str(root / r) for r in todo], root, grid, include_drums, workers):
+    for rel, (notes, reason) in _parse_all(
+        [str(root / r) for r in todo], root, grid, include_drums, workers, file_timeout
+    ):
         results[rel] = (notes, reason)
 
     corpus = Corpus(root=root, files=[], notes=[], parsed=len(todo))
@@ -126,41 +133,151 @@ def load_corpus(
     return corpus
 
 
-def _parse_all(paths: list[str], root: Path, grid: Grid, drums: bool, workers: int | None):
+def _parse_all(
+    paths: list[str],
+    root: Path,
+    grid: Grid,
+    drums: bool,
+    workers: int | None,
+    file_timeout: float = 30.0,
+    read: Callable = _read_one,
+):
+    """(relative path, (notes or None, reason)) for every path, in no particular order.
+
+    In worker processes each file gets `file_timeout` seconds from the moment a worker starts it
+    (starting the workers does not count): a file that takes longer is skipped with a transient
+    reason, its worker is killed with the pool, and the files not yet read go to a fresh pool. A
+    worker that dies (a parser crash) costs only the file(s) it may have been reading: those are
+    re-read one at a time in a process of their own. Small jobs (< 8 files) and `workers == 1`
+    are read in this process, with no time limit: a file that hangs the parser hangs them.
+    `read` is `_read_one` or, in tests, another module-level function of the same shape.
+    """
     jobs = [(p, grid, drums) for p in paths]
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) < 8:
         for job in jobs:
-            path, notes, reason = _read_one(job)
+            path, notes, reason = read(job)
             yield str(Path(path).relative_to(root)), (notes, reason)
         return
-    chunk = max(1, min(256, len(jobs) // (workers * 8)))
-    # spawn, not fork: the caller may already hold TensorFlow's threads
+    todo = list(range(len(jobs)))
+    while todo:
+        todo, suspects = yield from _pool_pass(jobs, todo, root, workers, file_timeout, read)
+        if suspects:
+            log.warning("a worker died while parsing; re-reading %d file(s) one at a time", len(suspects))
+        for i in suspects:
+            yield str(Path(jobs[i][0]).relative_to(root)), _read_isolated(jobs[i], file_timeout, read)
+
+
+def _read_isolated(
+    job: tuple[str, Grid, bool], file_timeout: float = 30.0, read: Callable = _read_one
+) -> tuple[np.ndarray | None, str]:
+    """One file in a process of its own, with the time limit; a crash costs this file only."""
+    results = {}
+    gen = _pool_pass([job], [0], Path(job[0]).parent, 1, file_timeout, read)
     try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for path, notes, reason in pool.map(_read_one, jobs, chunksize=chunk):
-                yield str(Path(path).relative_to(root)), (notes, reason)
-    except BrokenProcessPool:
-        # a file crashed the parser outright; go file by file so only that file is lost
-        log.warning("a worker died while parsing; re-reading one file at a time")
-        done = set()
-        for job in jobs:
-            rel = str(Path(job[0]).relative_to(root))
-            if rel in done:
-                continue
-            done.add(rel)
-            yield rel, _read_isolated(job)
+        while True:
+            rel, result = next(gen)
+            results[rel] = result
+    except StopIteration as stop:
+        _, suspects = stop.value
+    if results:
+        return next(iter(results.values()))
+    if suspects:
+        return None, TRANSIENT[0] + " on this file"
+    return None, TRANSIENT[2] + "the file was not read"  # not reached: a pass reads or suspects it
 
 
-def _read_isolated(job: tuple[str, Grid, bool]) -> tuple[np.ndarray | None, str]:
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        try:
-            _, notes, reason = pool.submit(_read_one, job).result(timeout=60)
-            return notes, reason
-        except BrokenProcessPool:
-            return None, TRANSIENT[0] + " on this file"
-        except TimeoutError:
-            return None, TRANSIENT[1] + " 60 s"
+_progress = None  # in a worker: where it says which file it starts (a multiprocessing SimpleQueue)
+
+
+def _worker_init(progress) -> None:
+    global _progress
+    _progress = progress
+
+
+def _read_chunk(chunk: int, jobs: list[tuple[int, tuple]], read: Callable) -> list[tuple]:
+    out = []
+    for i, job in jobs:
+        _progress.put((chunk, i, time.monotonic()))  # synchronous: in the pipe before the file starts
+        out.append((i, *read(job)))
+    return out
+
+
+def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeout: float, read: Callable):
+    """Read jobs[todo] in a pool, yielding results; returns (indices left to read in a new pool,
+    indices to read alone because a worker died while they may have been reading them)."""
+    ctx = get_context("spawn")  # spawn, not fork: the caller may already hold TensorFlow's threads
+    progress = ctx.SimpleQueue()
+    size = max(1, min(256, len(todo) // (workers * 8)))
+    chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(progress,))
+    running: dict[int, tuple[int, float]] = {}  # chunk -> (file index being read, when it started)
+    closed: set[int] = set()  # chunks whose results are in (a late progress message is ignored)
+    finished: set[int] = set()
+    hung: list[int] = []
+    broken = clean = False
+    try:
+        futures = {
+            pool.submit(_read_chunk, c, [(i, jobs[i]) for i in chunk], read): c
+            for c, chunk in enumerate(chunks)
+        }
+        pending = set(futures)
+        while pending and not broken:
+            done, pending = wait(pending, timeout=min(0.05, file_timeout / 4), return_when=FIRST_COMPLETED)
+            while not progress.empty():
+                c, i, started = progress.get()
+                if c not in closed:
+                    running[c] = (i, started)
+            for fut in done:
+                c = futures[fut]
+                closed.add(c)
+                running.pop(c, None)
+                try:
+                    results = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                for i, path, notes, reason in results:
+                    finished.add(i)
+                    yield str(Path(path).relative_to(root)), (notes, reason)
+            now = time.monotonic()
+            hung = [i for i, started in running.values() if now - started > file_timeout]
+            if hung:
+                break
+        clean = not pending and not broken
+    finally:
+        if clean:
+            pool.shutdown()
+        else:
+            _kill(pool)
+    while not progress.empty():  # what the workers started before they died
+        c, i, started = progress.get()
+        if c not in closed:
+            running[c] = (i, started)
+    for i in hung:
+        log.warning("%s: parsing took longer than %g s; skipped", jobs[i][0], file_timeout)
+        finished.add(i)
+        yield (
+            str(Path(jobs[i][0]).relative_to(root)),
+            (None, f"{TRANSIENT[1]} {file_timeout:g} s"),
+        )
+    if not broken:
+        return [i for i in todo if i not in finished], []
+    suspects = sorted({i for c, (i, _) in running.items() if c not in closed} - finished)
+    if not suspects:  # the pool broke before a file started (or said so): read them all alone
+        suspects = [i for i in todo if i not in finished]
+    left = [i for i in todo if i not in finished and i not in set(suspects)]
+    return left, suspects
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Shut a pool down now, killing workers that may be stuck in a file."""
+    processes = list((pool._processes or {}).values())
+    for p in processes:
+        p.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for p in processes:
+        p.join(5)
 
 
 def _load_cache(cache_dir: Path, settings: dict) -> dict[str, tuple[tuple[int, int], np.ndarray | None, str]]:
