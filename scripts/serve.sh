@@ -13,10 +13,14 @@ if [ "$(uname)" = Linux ] && [ ! -e /dev/snd/seq ] && command -v jackd >/dev/nul
   export JACK_NO_AUDIO_RESERVATION=1
   if ! jack_lsp >/dev/null 2>&1; then
     echo "no ALSA sequencer here: starting a JACK dummy server for midiseed's ports" >&2
-    jackd --no-realtime -d dummy -r 48000 -p 64 >/tmp/midiseed-jackd.log 2>&1 &
-    jack_pid=$!
+    for mode in "-R -P 70" "--no-realtime"; do  # real-time where allowed
+      # shellcheck disable=SC2086
+      jackd $mode -d dummy -r 48000 -p 64 >/tmp/midiseed-jackd.log 2>&1 &
+      jack_pid=$!
+      for _ in $(seq 50); do jack_lsp >/dev/null 2>&1 && break 2; sleep 0.1; done
+      kill "$jack_pid" 2>/dev/null || true
+    done
     trap 'kill "$jack_pid" 2>/dev/null || true' EXIT
-    for _ in $(seq 50); do jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
   fi
 fi
 .venv/bin/midiseed serve "$@"

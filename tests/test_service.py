@@ -10,11 +10,22 @@ from tests.test_daemon_unit import FakeGenerator
 
 
 class FakePorts:
-    def __init__(self, on_message) -> None:
-        self.on_message = on_message
+    def __init__(self) -> None:
+        self.inbox: list[list[int]] = []
+        self.lock = threading.Lock()
         self.sent: list[list[int]] = []
         self.closed = False
         self.fail_sends = False
+
+    def on_message(self, message: list[int]) -> None:
+        """What a test plays into the daemon."""
+        with self.lock:
+            self.inbox.append(message)
+
+    def poll(self) -> list[list[int]]:
+        with self.lock:
+            out, self.inbox = self.inbox, []
+        return out
 
     def send(self, message: list[int]) -> None:
         if self.fail_sends:
@@ -49,8 +60,8 @@ class Exploding(FakeGenerator):
 def start(generator, **cfg):
     holder = {}
 
-    def open_ports(backend, on_message):
-        holder["ports"] = FakePorts(on_message)
+    def open_ports(backend):
+        holder["ports"] = FakePorts()
         return holder["ports"]
 
     # realtime=False: run() happens in the test process itself, which must not become SCHED_FIFO
@@ -147,8 +158,8 @@ def test_reload_switches_config_and_model_keeps_ports_and_refuses_bad_ones():
 
     holder = {}
 
-    def open_ports(backend, on_message):
-        holder["ports"] = FakePorts(on_message)
+    def open_ports(backend):
+        holder["ports"] = FakePorts()
         return holder["ports"]
 
     service = Service(
@@ -236,8 +247,8 @@ def test_model_cc_switches_between_loaded_models():
 
     holder = {}
 
-    def open_ports(backend, on_message):
-        holder["ports"] = FakePorts(on_message)
+    def open_ports(backend):
+        holder["ports"] = FakePorts()
         return holder["ports"]
 
     settings = replace(Config(), realtime=False, models=("second.onnx",))

@@ -2,7 +2,12 @@
 
 Virtual ports on ALSA, JACK and CoreMIDI; on Windows, which has none, existing ports named in
 the config (e.g. loopMIDI's). Raw bytes in and out: parsing is the performer's job, so a garbage
-message costs a counter, never an exception in rtmidi's thread.
+message costs a counter, never an exception.
+
+Input is polled, never called back: a Python callback runs in JACK's (real-time) process thread
+and must take the GIL there, so whatever Python does meanwhile (a model step) would hold up the
+whole JACK graph, and closing a port could deadlock against it. rtmidi queues incoming messages
+in that thread without Python; the service drains the queue every half millisecond.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+
+QUEUE_SIZE = 16384  # messages rtmidi keeps between two polls (a flood beyond it is dropped there)
 
 
 class PortError(Exception):
@@ -92,7 +99,6 @@ class Ports:
         client_name: str,
         in_name: str,
         out_name: str,
-        on_message: Callable[[list[int]], None],
         connect_from: tuple[str, ...] = (),
         connect_to: tuple[str, ...] = (),
     ) -> None:
@@ -102,17 +108,13 @@ class Ports:
         self._ins: list = []
         self._outs: list = []
 
-        def callback(event, _data=None) -> None:
-            on_message(event[0])
-
         try:
-            midi_in = rtmidi.MidiIn(api, name=client_name, queue_size_limit=4096)
+            midi_in = rtmidi.MidiIn(api, name=client_name, queue_size_limit=QUEUE_SIZE)
             midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
             if backend == "windows":
                 midi_in.open_port(_find(midi_in.get_ports(), in_name))
             else:
                 midi_in.open_virtual_port(in_name)
-            midi_in.set_callback(callback)
             self._ins.append(midi_in)
             # JACK and ALSA make each rtmidi object its own client: give the output its own stable name
             midi_out = rtmidi.MidiOut(api, name=f"{client_name}-out")
@@ -122,10 +124,9 @@ class Ports:
                 midi_out.open_virtual_port(out_name)
             self._outs.append(midi_out)
             for name in connect_from:
-                extra = rtmidi.MidiIn(api, name=client_name)
+                extra = rtmidi.MidiIn(api, name=client_name, queue_size_limit=QUEUE_SIZE)
                 extra.ignore_types(sysex=False, timing=False, active_sense=True)
                 extra.open_port(_find(extra.get_ports(), name))
-                extra.set_callback(callback)
                 self._ins.append(extra)
             for name in connect_to:
                 extra_out = rtmidi.MidiOut(api, name=client_name)
@@ -138,21 +139,19 @@ class Ports:
             self.close()
             raise PortError(f"cannot open MIDI ports on {backend}: {err}") from err
 
+    def poll(self) -> list[list[int]]:
+        """Every message that arrived since the last poll, in order (per input port)."""
+        out = []
+        for port in self._ins:
+            while (event := port.get_message()) is not None:
+                out.append(event[0])
+        return out
+
     def send(self, message: list[int]) -> None:
         for out in self._outs:
             out.send_message(message)
 
     def close(self) -> None:
-        # rtmidi calls our callback from JACK's/ALSA's thread, which needs the GIL; closing a port
-        # waits for that thread. Detach the callbacks and let any call in flight finish (the sleep
-        # releases the GIL) before closing, or close and callback wait for each other forever.
-        for port in self._ins:
-            try:
-                port.cancel_callback()
-            except Exception as err:
-                log.debug("detaching a callback: %s", err)
-        if self._ins:
-            time.sleep(0.05)
         for port in self._ins + self._outs:
             try:
                 port.close_port()

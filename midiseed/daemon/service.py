@@ -1,15 +1,15 @@
 """`midiseed serve`: ports, engine and performer wired together, one thread owning time.
 
-rtmidi's thread only timestamps incoming bytes and queues them; the main thread handles them,
-sends what is due and sleeps until the next deadline. Every way out (SIGTERM, SIGINT, an
-exception here or in any thread, a port that fails) goes through `Performer.panic()` first.
+The main thread polls the input every half millisecond (rtmidi queues it without Python, see
+ports.py), handles it, sends what is due and sleeps until the next deadline or poll. Every way
+out (SIGTERM, SIGINT, an exception here or in any thread, a port that fails) goes through
+`Performer.panic()` first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
@@ -42,7 +42,8 @@ RESTART_KEYS = (
 )
 REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
-SPIN_SECONDS = 0.0005  # the last half millisecond before a note is spun out: lock waits are coarse
+POLL_SECONDS = 0.0005  # input is read at least this often
+SPIN_SECONDS = 0.0002  # the last stretch before a due note is spun out: sleeps overshoot
 
 
 class Service:
@@ -57,7 +58,7 @@ class Service:
         reload_config: Callable[[], Config] | None = None,
         make_generator: Callable[[Config], Generator] | None = None,
     ) -> None:
-        """`generator`, `make_generator(cfg)` and `open_ports(backend, on_message)` replace the real
+        """`generator`, `make_generator(cfg)` and `open_ports(backend)` replace the real
         ones in tests; `reload_config` gives the configuration to switch to on SIGHUP or the reload CC."""
         self.make_generator = make_generator or self._generator
         self.cfg = cfg
@@ -65,7 +66,6 @@ class Service:
         self.reload_requested = False
         self.view: LiveView | None = None
         self.clock = clock
-        self.inbox: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.failure: BaseException | None = None
         self.generator = generator or self.make_generator(cfg)
@@ -81,13 +81,12 @@ class Service:
                 cfg.client_name,
                 cfg.in_port,
                 cfg.out_port,
-                self._received,
                 cfg.connect_from,
                 cfg.connect_to,
             )
         else:
             self.backend = cfg.backend
-            self.ports = open_ports(cfg.backend, self._received)
+            self.ports = open_ports(cfg.backend)
         # more models to switch to by CC: loaded now, so a switch costs nothing on stage
         self.generators = [self.generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
         self.started = time.monotonic()
@@ -126,7 +125,6 @@ class Service:
 
     def request_reload(self, *_args) -> None:
         self.reload_requested = True
-        self.inbox.put(([], -1.0))  # wake the loop
 
     def _reload(self) -> None:
         """Switch to the re-read config (and its model) without closing the ports or losing the tempo;
@@ -159,9 +157,6 @@ class Service:
             self.view.performer = self.performer
         log.info("reloaded: mode %s, %g bpm, model %s", new.mode, new.bpm, new.model or "default")
 
-    def _received(self, message: list[int]) -> None:
-        self.inbox.put((message, self.clock()))
-
     def _send(self, message: list[int]) -> None:
         self.ports.send(message)
         if self.recorder is not None:
@@ -169,7 +164,14 @@ class Service:
 
     def stop(self, *_args) -> None:
         self.stopping.set()
-        self.inbox.put(([], -1.0))  # wake the loop
+
+    def _wait(self, until: float) -> None:
+        """Sleep until `until`, spinning the last stretch: sleeps overshoot by ~0.1 ms."""
+        left = until - self.clock()
+        if left > SPIN_SECONDS:
+            time.sleep(left - SPIN_SECONDS)
+        while self.clock() < until:
+            pass
 
     def _thread_failed(self, args) -> None:
         self.failure = args.exc_value
@@ -205,19 +207,10 @@ class Service:
         try:
             while not self.stopping.is_set():
                 now = self.clock()
-                wait = self.performer.next_deadline(now) - now
-                try:
-                    message, t = self.inbox.get(timeout=max(0.0, wait - SPIN_SECONDS))
-                    while True:  # handle it and what else has arrived, in order
-                        if t >= 0:
-                            self.performer.handle(message, t)
-                            if self.recorder is not None:
-                                self.recorder.add("heard", message, t)
-                        message, t = self.inbox.get_nowait()
-                except queue.Empty:
-                    deadline = self.performer.next_deadline(self.clock())
-                    while self.clock() < deadline and deadline - self.clock() < SPIN_SECONDS * 2:
-                        pass
+                for message in self.ports.poll():
+                    self.performer.handle(message, now)
+                    if self.recorder is not None:
+                        self.recorder.add("heard", message, now)
                 if self.reload_requested or self.performer.reload_asked:
                     self.performer.reload_asked = False
                     self._reload()
@@ -232,6 +225,7 @@ class Service:
                 if self.cfg.status_seconds and self.clock() - last_status >= self.cfg.status_seconds:
                     last_status = self.clock()
                     log.info(status_line(self.performer, self.tempo))
+                self._wait(min(self.performer.next_deadline(self.clock()), self.clock() + POLL_SECONDS))
             if self.failure is not None:
                 status = 1
         except Exception:
