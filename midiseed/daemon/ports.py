@@ -192,14 +192,16 @@ def panic(backend: str, port_name: str) -> int:
     try:
         out.open_port(_find(out.get_ports(), port_name))
         sent = 0
+        # the controllers first, every channel: most synths need nothing more
         for channel in range(16):
             for control in (64, 120, 123):
                 out.send_message([0xB0 | channel, control, 0])
                 sent += 1
+        for channel in range(16):
             for pitch in range(128):
                 out.send_message([0x80 | channel, pitch, 0])
                 sent += 1
-                if pitch % 32 == 31:
+                if pitch % 16 == 15:
                     time.sleep(0.002)  # a JACK period carries ~256 bytes: let each burst through
         time.sleep(0.1)
         return sent
