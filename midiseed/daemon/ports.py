@@ -191,18 +191,13 @@ def panic(backend: str, port_name: str) -> int:
     out = rtmidi.MidiOut(_api(backend), name="midiseed-panic")
     try:
         out.open_port(_find(out.get_ports(), port_name))
-        sent = 0
-        # the controllers first, every channel: most synths need nothing more
-        for channel in range(16):
-            for control in (64, 120, 123):
-                out.send_message([0xB0 | channel, control, 0])
-                sent += 1
-        for channel in range(16):
-            for pitch in range(128):
-                out.send_message([0x80 | channel, pitch, 0])
-                sent += 1
-                if pitch % 16 == 15:
-                    time.sleep(0.002)  # a JACK period carries ~256 bytes: let each burst through
+        messages = [[0xB0 | ch, control, 0] for ch in range(16) for control in (64, 120, 123)]
+        messages += [[0x80 | ch, pitch, 0] for ch in range(16) for pitch in range(128)]
+        for i, message in enumerate(messages):  # the controllers first: most synths need nothing more
+            out.send_message(message)
+            if i % 8 == 7:
+                time.sleep(0.002)  # JACK passes ~20 events a 64-frame period and drops the rest
+        sent = len(messages)
         time.sleep(0.1)
         return sent
     finally:
