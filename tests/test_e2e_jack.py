@@ -215,3 +215,38 @@ def test_panic_command_silences_a_named_port(jack):
         synth.cancel_callback()
         synth.close_port()
         synth.delete()
+
+
+def test_named_port_that_comes_and_goes_is_reconnected(daemon_factory):
+    import rtmidi
+
+    name = f"late{os.getpid()}"
+
+    def synth():
+        port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
+        port.open_virtual_port(f"{name}-in")
+        return port
+
+    daemon, player = daemon_factory(
+        "recon", connect_to=("midi", f'["{name}-in"]'), mode=("performance", '"continue"')
+    )
+    first = synth()  # plugged in after the daemon started
+    time.sleep(2.5)
+    player.phrase([60], 0.1)
+    time.sleep(1.0)
+    assert any(m[0] & 0xF0 == 0x90 for m, _ in iter(first.get_message, None)), daemon.output()[-1500:]
+    first.close_port()
+    first.delete()  # pulled out
+    time.sleep(2.5)
+    second = synth()  # and back
+    try:
+        time.sleep(2.5)
+        player.phrase([64], 0.1)
+        time.sleep(1.0)
+        assert any(m[0] & 0xF0 == 0x90 for m, _ in iter(second.get_message, None)), daemon.output()[-1500:]
+        assert daemon.stop() == 0
+    finally:
+        second.close_port()
+        second.delete()
+    log = daemon.output()
+    assert "is gone; will reconnect" in log and log.count(f"connected to '{name}-in'") == 2

@@ -35,6 +35,9 @@ class FakePorts:
     def close(self) -> None:
         self.closed = True
 
+    def maintain(self) -> None:
+        pass
+
     def left_on(self) -> set[int]:
         on: set[int] = set()
         for m in self.sent:

@@ -90,8 +90,52 @@ def _find(names: list[str], wanted: str) -> int:
     raise PortError(f"no MIDI port named {wanted!r}; ports now: {', '.join(names) or 'none'}")
 
 
+class Named:
+    """A connection to an existing port (a keyboard, a DAW's input) that may come and go."""
+
+    def __init__(self, name: str, is_input: bool, api: int, client_name: str) -> None:
+        self.name, self.is_input, self.api, self.client_name = name, is_input, api, client_name
+        self.port = None  # the open rtmidi object while connected
+
+    def _new(self):
+        rtmidi = _rtmidi()
+        if self.is_input:
+            port = rtmidi.MidiIn(self.api, name=self.client_name, queue_size_limit=QUEUE_SIZE)
+            port.ignore_types(sysex=False, timing=False, active_sense=True)
+            return port
+        return rtmidi.MidiOut(self.api, name=f"{self.client_name}-to")
+
+    def maintain(self, probe) -> None:
+        """Connect when the port is there, let go when it is gone; both logged."""
+        names = probe.get_ports()
+        present = any(self.name == n or self.name in n for n in names)
+        if self.port is not None and not present:
+            log.warning("port %r is gone; will reconnect when it is back", self.name)
+            _close(self.port)
+            self.port = None
+        elif self.port is None and present:
+            port = self._new()
+            try:
+                port.open_port(_find(port.get_ports(), self.name))
+            except Exception as err:  # it vanished again between the two looks
+                _close(port)
+                log.debug("connecting to %r: %s", self.name, err)
+                return
+            self.port = port
+            log.info("connected %s %r", "from" if self.is_input else "to", self.name)
+
+
+def _close(port) -> None:
+    try:
+        port.close_port()
+        port.delete()
+    except Exception as err:  # closing must go on for every port
+        log.debug("closing a port: %s", err)
+
+
 class Ports:
-    """Our input and output, plus any existing ports we connect to. Closing is idempotent."""
+    """Our virtual input and output, which stay up throughout, plus connections to existing ports
+    that survive those ports disappearing and coming back (see `maintain`). Closing is idempotent."""
 
     def __init__(
         self,
@@ -107,7 +151,8 @@ class Ports:
         api = _api(backend)
         self._ins: list = []
         self._outs: list = []
-
+        self.named = [Named(n, True, api, client_name) for n in connect_from]
+        self.named += [Named(n, False, api, client_name) for n in connect_to]
         try:
             midi_in = rtmidi.MidiIn(api, name=client_name, queue_size_limit=QUEUE_SIZE)
             midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
@@ -123,26 +168,28 @@ class Ports:
             else:
                 midi_out.open_virtual_port(out_name)
             self._outs.append(midi_out)
-            for name in connect_from:
-                extra = rtmidi.MidiIn(api, name=client_name, queue_size_limit=QUEUE_SIZE)
-                extra.ignore_types(sysex=False, timing=False, active_sense=True)
-                extra.open_port(_find(extra.get_ports(), name))
-                self._ins.append(extra)
-            for name in connect_to:
-                extra_out = rtmidi.MidiOut(api, name=client_name)
-                extra_out.open_port(_find(extra_out.get_ports(), name))
-                self._outs.append(extra_out)
         except PortError:
             self.close()
             raise
         except Exception as err:  # rtmidi's errors: a port name taken, the server gone
             self.close()
             raise PortError(f"cannot open MIDI ports on {backend}: {err}") from err
+        self.maintain()
+        for named in self.named:
+            if named.port is None:
+                log.warning("port %r is not there (yet); will connect when it appears", named.name)
+
+    def maintain(self) -> None:
+        """Look for the named ports: connect the ones that appeared, let go of the ones that left."""
+        if not self.named:
+            return
+        for named in self.named:
+            named.maintain(self._ins[0] if named.is_input else self._outs[0])
 
     def poll(self) -> list[list[int]]:
         """Every message that arrived since the last poll, in order (per input port)."""
         out = []
-        for port in self._ins:
+        for port in self._ins + [n.port for n in self.named if n.is_input and n.port is not None]:
             while (event := port.get_message()) is not None:
                 out.append(event[0])
         return out
@@ -150,14 +197,18 @@ class Ports:
     def send(self, message: list[int]) -> None:
         for out in self._outs:
             out.send_message(message)
+        for named in self.named:
+            if not named.is_input and named.port is not None:
+                try:
+                    named.port.send_message(message)
+                except Exception as err:  # a cable pulled mid-note: maintain() will notice
+                    log.debug("sending to %r: %s", named.name, err)
 
     def close(self) -> None:
-        for port in self._ins + self._outs:
-            try:
-                port.close_port()
-                port.delete()
-            except Exception as err:  # closing must go on for every port
-                log.debug("closing a port: %s", err)
+        for port in self._ins + self._outs + [n.port for n in self.named if n.port is not None]:
+            _close(port)
+        for named in self.named:
+            named.port = None
         self._ins, self._outs = [], []
 
 

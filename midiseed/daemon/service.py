@@ -42,6 +42,7 @@ RESTART_KEYS = (
 )
 REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
+RECONNECT_SECONDS = 1.0  # how often named ports are looked for
 POLL_SECONDS = 0.0005  # input is read at least this often
 SPIN_SECONDS = 0.0002  # the last stretch before a due note is spun out: sleeps overshoot
 
@@ -203,7 +204,7 @@ class Service:
             )
         except OSError as err:
             log.warning("no status socket: %s", err)
-        last_status = self.clock()
+        last_status = last_look = self.clock()
         try:
             while not self.stopping.is_set():
                 now = self.clock()
@@ -222,8 +223,11 @@ class Service:
                     view.update()
                 if self.recorder is not None:
                     self.recorder.flush(self.clock())
+                if self.clock() - last_look >= RECONNECT_SECONDS:
+                    last_look = self.clock()
+                    self.ports.maintain()
                 if self.cfg.status_seconds and self.clock() - last_status >= self.cfg.status_seconds:
-                    last_status = self.clock()
+                    last_status = last_look = self.clock()
                     log.info(status_line(self.performer, self.tempo))
                 self._wait(min(self.performer.next_deadline(self.clock()), self.clock() + POLL_SECONDS))
             if self.failure is not None:
