@@ -21,7 +21,6 @@ from midiseed.daemon.config import Config
 from midiseed.daemon.listener import Listener
 from midiseed.daemon.notes import NoteTracker
 from midiseed.generate import Generator
-from midiseed.sampling import Decoding
 
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1
@@ -87,8 +86,7 @@ class Performer:
         self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
         self.stats: Counter[str] = Counter()
         self.step_times: list[float] = []  # seconds per generated event (the last 1000)
-        self.last_heard: list[int] = []
-        self.last_played: list[int] = []
+        self.last_heard: list[int] = []  # for the live view
 
     # ---- input -------------------------------------------------------------------------------
     def handle(self, data: list[int] | bytes, t: float) -> None:
@@ -186,7 +184,6 @@ class Performer:
             _, kind, _, pitch = heapq.heappop(self.plan)
             if kind == ON:
                 self.tracker.note_on(self.out_channel, pitch, self.velocity)
-                self.last_played = [pitch]
             else:
                 self.tracker.note_off(self.out_channel, pitch)
             if log.isEnabledFor(logging.DEBUG):
@@ -303,6 +300,3 @@ class Performer:
     def dropped(self) -> int:
         own = sum(v for k, v in self.stats.items() if k.startswith("dropped"))
         return own + sum(self.listener.dropped.values()) + getattr(self.tempo, "dropped", 0)
-
-    def decoding(self) -> Decoding:
-        return self.gen.decoding

@@ -76,11 +76,6 @@ class Listener:
             and (t - self.last_release_t >= silence_seconds)
         )
 
-    @property
-    def busy(self) -> bool:
-        """Something heard that is not yet answered."""
-        return bool(self.finished or self.held)
-
     def take_phrase(self) -> tuple[list[Event], int]:
         """The finished notes as events (and their mean velocity); the listener starts afresh."""
         notes = self.finished

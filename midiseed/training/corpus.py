@@ -254,6 +254,7 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
         c, i, started = progress.get()
         if c not in closed:
             running[c] = (i, started)
+    progress.close()
     for i in hung:
         log.warning("%s: parsing took longer than %g s; skipped", jobs[i][0], file_timeout)
         finished.add(i)
