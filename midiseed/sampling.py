@@ -44,11 +44,15 @@ class Grammar:
         self.durations = self._dur  # read-only view for callers that need to forbid a rest
         self._pitch = np.where(self._dur, -1, ids % 128)
         self._held = ~self._dur & (ids >= 128)
+        self._pitch_or_held_ok = ~self._held  # a held pitch is allowed only if it sounds: none yet
 
     def feed(self, token: int) -> Event | None:
         ev = self.reader.feed(token)
         if ev is not None:
             self.sounding = frozenset(ev.pitches)
+            sounding = np.zeros(128, dtype=bool)
+            sounding[list(self.sounding)] = True
+            self._pitch_or_held_ok = ~self._held | sounding[self._pitch % 128]  # once per event
         return ev
 
     def allowed(self) -> np.ndarray:
@@ -57,10 +61,7 @@ class Grammar:
         if len(pending) >= self.codec.grid.max_poly:
             return self._dur.copy()
         last = max(pending) if pending else -1
-        sounding = np.zeros(128, dtype=bool)
-        sounding[list(self.sounding)] = True
-        ok = (self._pitch > last) & (~self._held | sounding[self._pitch % 128])
-        return ok | self._dur
+        return ((self._pitch > last) & self._pitch_or_held_ok) | self._dur
 
 
 def banned_by_no_repeat(history: list[int], n: int, window: int) -> set[int]:
@@ -78,9 +79,9 @@ def banned_by_no_repeat(history: list[int], n: int, window: int) -> set[int]:
 
 def choose(logits: np.ndarray, decoding: Decoding, rng: np.random.Generator, allowed: np.ndarray) -> int:
     """The next token id from one row of logits, among the allowed ones."""
-    scores = np.where(allowed, logits.astype(np.float64), -np.inf)
     if decoding.temperature == 0:
-        return int(np.argmax(scores))
+        return int(np.argmax(np.where(allowed, logits, -np.inf)))
+    scores = np.where(allowed, logits.astype(np.float64), -np.inf)
     if decoding.top_k:
         k = min(decoding.top_k, int(allowed.sum()))
         cutoff = np.partition(scores, -k)[-k]
