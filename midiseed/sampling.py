@@ -33,12 +33,17 @@ class Decoding:
 
 
 class Grammar:
-    """Which tokens may come next, given the event being spelled and the one before it."""
+    """Which tokens may come next, given the event being spelled and the one before it.
 
-    def __init__(self, codec: Codec) -> None:
+    A pitch may be held on for at most `max_hold_steps` (two bars by default): greedy decoding
+    otherwise likes to sustain one pedal note for ever, which the data never does."""
+
+    def __init__(self, codec: Codec, max_hold_steps: int | None = None) -> None:
         self.codec = codec
         self.reader = EventReader(codec)
         self.sounding: frozenset[int] = frozenset()
+        self.max_hold = max_hold_steps or 8 * codec.grid.steps_per_beat
+        self.held_for: dict[int, int] = {}  # sounding pitch -> steps it has sounded since struck
         ids = np.arange(len(codec))
         self._dur = np.array([codec.is_duration(t) for t in ids])
         self.durations = self._dur  # read-only view for callers that need to forbid a rest
@@ -50,9 +55,12 @@ class Grammar:
         ev = self.reader.feed(token)
         if ev is not None:
             self.sounding = frozenset(ev.pitches)
-            sounding = np.zeros(128, dtype=bool)
-            sounding[list(self.sounding)] = True
-            self._pitch_or_held_ok = ~self._held | sounding[self._pitch % 128]  # once per event
+            self.held_for = {
+                p: ev.steps + (self.held_for.get(p, 0) if h else 0) for p, h in zip(ev.pitches, ev.held)
+            }
+            may_hold = np.zeros(128, dtype=bool)
+            may_hold[[p for p, n in self.held_for.items() if n < self.max_hold]] = True
+            self._pitch_or_held_ok = ~self._held | may_hold[self._pitch % 128]  # once per event
         return ev
 
     def allowed(self) -> np.ndarray:

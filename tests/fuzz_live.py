@@ -11,8 +11,9 @@ Every ~4 s the flood pauses: an 0xF7 ends any open sysex, the notes the stream l
 note-offs (as a real stream eventually would), and a short phrase is played; it counts as
 answered when note-ons come out after it (in respond or continue mode alike) within 2.5 s, or,
 failing that, within 1.5 s of an end-of-call CC. At the end: 0xF7, the panic CC and SIGTERM.
-Passes when the daemon lived through it and exited 0, no note is left on at the receiver, its
-final status line counts dropped messages, and at least 75 % of the phrases were answered.
+Passes when the daemon lived through it and exited 0, no note is left on at the receiver (with
+jack_midi_dump installed: at both it and the Player; see tests.soak.JackDump), its final status
+line counts dropped messages, and at least 75 % of the phrases were answered.
 Exit status 0 on success, 1 on failure.
 """
 
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 from tests.jack import Daemon, Player, start_server
+from tests.soak import JackDump, _receivers_line, compare
 
 TICK = 0.003  # seconds between batches
 PER_TICK = 4  # messages a batch ...
@@ -191,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     name = f"fuzzlive{os.getpid()}"
     daemon = Daemon(tmp, Path(args.model).resolve(), name, status_seconds=("log", 1))
     player = Player(name)
+    dump = JackDump(tmp, name)
     fuzzer = Fuzzer(rng)
     pacer = Pacer()
     sent = rejected = 0
@@ -258,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
             daemon.proc.kill()
             status = f"killed ({err})"
         time.sleep(0.3)
-        left_on = player.left_on()
+        dump.stop()
+        receivers = compare(player, dump)
+        left_on = set(receivers["stuck"])
         player.close()
         if server is not None:
             server.terminate()
@@ -268,6 +273,17 @@ def run(args: argparse.Namespace) -> int:
     final = [line for line in log.splitlines() if "stopped:" in line]
     dropped_lines = re.findall(r"dropped (\d+)", final[-1]) if final else []
     dropped = int(dropped_lines[-1]) if dropped_lines else None
+    # a reload (SIGHUP or the reload CC, which the stream hits) starts the daemon's counters afresh:
+    # add up each stretch's last count (what came in the second before a reload is not counted)
+    dropped_total, current = 0, 0
+    for line in log.splitlines():
+        if "notes in" in line and (found := re.search(r"dropped (\d+)", line)):
+            value = int(found.group(1))
+            if value < current:
+                dropped_total += current
+            current = value
+    dropped_total += current
+    reloads = log.count("reloaded:")
     by_itself = sum(p["answered"] == "by itself" for p in phrases)
     answered = sum(bool(p["answered"]) for p in phrases)
     if not alive:
@@ -293,9 +309,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  {by_itself} answered by themselves, {answered - by_itself} only after the end-of-call CC; "
         f"median first note {statistics.median(latencies) * 1000 if latencies else float('nan'):.0f} ms "
-        f"after the phrase; {rejected} messages refused by rtmidi at the sender; "
+        f"after the phrase; {rejected} messages refused by rtmidi at the sender; {reloads} reloads by "
+        f"CC 90, so the daemon's counters restarted: at least {dropped_total} dropped over the run; "
         f"final status: {final[-1].split('stopped: ')[-1] if final else '-'}"
     )
+    print(f"  receivers: {_receivers_line(receivers)}")
     missed = [p["at"] for p in phrases if not p["answered"]]
     if missed:
         print(f"  unanswered phrases at {missed} s")

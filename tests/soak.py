@@ -8,7 +8,8 @@ re-seeds it with a short phrase every --reseed-bars bars and records every note-
 arrival time. Every 10 s the daemon's RSS (/proc/PID/status VmRSS) and CPU time (/proc/PID/stat
 utime + stime) are sampled. At the end (SIGTERM) it reports:
 
-- stuck notes: notes left on at the receiver (any: exit status 1);
+- stuck notes: notes left on at the receiver (any: exit status 1); with jack_midi_dump installed,
+  a note counts as stuck when both it and the Player saw it left on (see JackDump);
 - timing: each onset's deviation from the grid, with the grid's phase fitted per re-seed segment
   (the median; the stream restarts on the grid after each re-seed), p50/p99 of |deviation| over
   the whole run and over the first and last window (5 minutes, or half the run when shorter), and
@@ -26,19 +27,120 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from tests.jack import Daemon, Player, start_server
+from tests.jack import Daemon, Player, start_server, wait_for_port
 
 SAMPLE_SECONDS = 10.0
 SEEDS = [[60, 64], [62, 65, 69], [57, 60], [64, 67, 71], [55, 62]]
 CLUSTER_SECONDS = 0.015  # note-ons closer than this are one onset (a chord)
+CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
+
+
+class JackDump:
+    """A second recorder of the daemon's output: jack_midi_dump, JACK's own C client, when installed.
+
+    On a busy machine (a non-real-time dummy JACK server, two cores, training jobs beside it) each
+    receiver was seen to miss messages the daemon sent: jack_midi_dump now and then a whole burst
+    (a chord's offs and ons), the Player's python-rtmidi input (1.5.8, RtMidi 5.0.0) a burst handed
+    over as copies of one message. A lost note-off would look like a stuck note; a note the daemon
+    really left on shows at both, so with the dump a note is stuck only when both saw it left on."""
+
+    def __init__(self, folder: Path, daemon_name: str) -> None:
+        self.proc = None
+        exe = shutil.which("jack_midi_dump")
+        if exe is None:
+            return
+        self.client = f"dump-{daemon_name}"
+        self.path = folder / f"{self.client}.txt"
+        line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+        self.proc = subprocess.Popen(
+            [*line_buffered, exe, "-a", self.client], stdout=self.path.open("w"), stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port(f"{self.client}:input", timeout=10)
+            ports = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10).stdout.split(
+                "\n"
+            )
+            source = next(p for p in ports if p.endswith(f"{daemon_name}-out"))
+            subprocess.run(["jack_connect", source, f"{self.client}:input"], check=True, timeout=10)
+        except Exception:
+            self.stop()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def messages(self) -> list[list[int]] | None:
+        """What it saw, in order; None when jack_midi_dump is not there."""
+        if self.proc is None:
+            return None
+        out = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            found = re.match(r"\s*\d+:((?: [0-9a-f]{2})+)", line)
+            if found:
+                data = [int(x, 16) for x in found.group(1).split()]
+                out.append(data[: CHANNEL_LENGTH.get(data[0] & 0xF0, len(data))])
+        return out
+
+    @staticmethod
+    def left_on(messages: list[list[int]]) -> set[tuple[int, int]]:
+        on: set[tuple[int, int]] = set()
+        for m in messages:
+            if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0:
+                on.add((m[0] & 0x0F, m[1]))
+            elif len(m) == 3 and (m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0)):
+                on.discard((m[0] & 0x0F, m[1]))
+        return on
+
+
+def compare(player: Player, dump: JackDump) -> dict:
+    """The two recorders side by side: counts, messages only one of them saw, notes left on
+    (`stuck`: by the Player alone without the dump, else by both)."""
+    with player.lock:
+        got = Counter(tuple(m) for _, m in player.received)
+    seen = dump.messages()
+    player_on = player.left_on()
+    out = {"player_messages": sum(got.values()), "player_left_on": sorted(player_on)}
+    if seen is None:
+        return {**out, "jack_midi_dump": "not installed", "stuck": sorted(player_on)}
+    dumped = Counter(tuple(m) for m in seen)
+    dump_on = JackDump.left_on(seen)
+    return {
+        **out,
+        "dump_messages": len(seen),
+        "only_player_saw": sum((got - dumped).values()),
+        "only_dump_saw": sum((dumped - got).values()),
+        "dump_left_on": sorted(dump_on),
+        "stuck": sorted(player_on & dump_on),
+    }
+
+
+def _receivers_line(r: dict) -> str:
+    if "dump_messages" not in r:
+        return f"Player {r['player_messages']} messages (jack_midi_dump not installed: no cross-check)"
+    return (
+        f"Player {r['player_messages']} messages, jack_midi_dump {r['dump_messages']}, "
+        f"{r['only_player_saw']} only the Player saw, {r['only_dump_saw']} only the dump saw; "
+        f"left on: Player {len(r['player_left_on'])}, jack_midi_dump {len(r['dump_left_on'])}, "
+        f"both {len(r['stuck'])}"
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -117,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         status_seconds=("log", 10),
     )
     player = Player(name)
+    dump = JackDump(tmp, name)
     pid = daemon.proc.pid
     duration = args.minutes * 60
     reseed_every = args.reseed_bars * 4 * 60.0 / args.bpm
@@ -161,13 +264,15 @@ def run(args: argparse.Namespace) -> int:
             daemon.proc.kill()
             status = f"killed ({err})"
         time.sleep(0.3)
-        stuck = sorted(player.left_on())
+        dump.stop()
+        receivers = compare(player, dump)
         note_ons = player.note_ons()
         player.close()
         if server is not None:
             server.terminate()
             server.wait(10)
 
+    stuck = receivers["stuck"]
     log = daemon.output()
     status_lines = [line for line in log.splitlines() if "dropped" in line and "notes in" in line]
     shutil.rmtree(tmp, ignore_errors=True)
@@ -227,6 +332,7 @@ def run(args: argparse.Namespace) -> int:
         "samples": samples,
         "last_status_line": status_lines[-1].split("INFO ")[-1] if status_lines else None,
         "stuck_notes": stuck,
+        "receivers": receivers,
         "exit_status": status,
     }
     if stuck:
@@ -248,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
         f"after the first minute); CPU/note {c['first_window']} ms first {w} vs {c['last_window']} ms last; "
         f"{len(stuck)} stuck notes, exit {status}"
     )
+    print(f"  receivers: {_receivers_line(receivers)}")
     for line in failures:
         print(f"  FAIL {line}")
     if failures:

@@ -139,3 +139,22 @@ def test_note_names(name, pitch):
 def test_bad_note_names(bad):
     with pytest.raises(CodecError):
         parse_note_name(bad)
+
+
+def test_grammar_allows_held_pitches_only_while_sounding_and_not_for_ever():
+    from midiseed.sampling import Grammar
+
+    codec = Codec()
+    grammar = Grammar(codec, max_hold_steps=8)
+    for token in codec.encode([Event((60, 64), (False, False), 4)]):
+        grammar.feed(int(token))
+    ok = grammar.allowed()
+    assert ok[codec.held(60)] and ok[codec.held(64)] and not ok[codec.held(62)]
+    for token in codec.encode([Event((60, 64), (True, False), 4)]):
+        grammar.feed(int(token))
+    ok = grammar.allowed()
+    assert not ok[codec.held(60)]  # held 8 steps: must be struck again or let go
+    assert ok[codec.held(64)] and ok[codec.struck(60)]
+    grammar.feed(codec.struck(62))
+    ok = grammar.allowed()
+    assert not ok[codec.struck(61)] and ok[codec.struck(63)] and ok[codec.duration(2)]  # ascending

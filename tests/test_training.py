@@ -64,6 +64,8 @@ def test_training_resumes_where_it_stopped(tmp_path, midi_folder):
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[0] == first[0]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 3
+    # throughput counts every session of the run, not only the last one
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_tokens_per_second"] > 0
     opts.preset = "default"
     with pytest.raises(ValueError, match="other settings"):
         train(opts)

@@ -289,8 +289,9 @@ class RunKeeper:
     def __init__(self, run: Path, state: dict, patience: int, tokens_per_epoch: int) -> None:
         self.run, self.state, self.patience = run, state, patience
         self.tokens_per_epoch = tokens_per_epoch
-        self.tokens = 0
-        self.train_seconds = 0.0  # time in training batches only (not validation, not checkpoints)
+        # time in training batches only (not validation, not checkpoints), over every session of the run
+        self.tokens = state.setdefault("tokens_trained", 0)
+        self.train_seconds = state.setdefault("train_seconds", 0.0)
 
     def tokens_per_second(self) -> float:
         return round(self.tokens / self.train_seconds, 1) if self.train_seconds else 0.0
@@ -325,6 +326,7 @@ class RunKeeper:
         model.save(ck / "last.tmp.keras")
         os.replace(ck / "last.tmp.keras", ck / "last.keras")
         st["epoch"] = epoch + 1
+        st["tokens_trained"], st["train_seconds"] = self.tokens, self.train_seconds
         tmp = self.run / "state.tmp.json"
         tmp.write_text(json.dumps(st))
         os.replace(tmp, self.run / "state.json")  # written last: a crash before it repeats the epoch
