@@ -132,7 +132,7 @@ def train(
         f"trained {out}: held-out loss {metrics['held_out_loss']:.3f}, "
         f"accuracy {metrics['held_out_accuracy']:.3f} "
         f"(best epoch {metrics['best_epoch']} of {metrics['epochs_run']}), "
-        f"{metrics['train_tokens_per_second']:.0f} tokens/s"
+        f"{metrics['train_tokens_per_second'] or 0:.0f} tokens/s"
     )
 
 

@@ -195,3 +195,27 @@ def test_generate_cli_seed_file_and_bad_seeds(tiny_onnx, tmp_path):
         result = runner.invoke(app, ["generate", "--model", str(tiny_onnx[0]), "--out", str(out), *args])
         assert result.exit_code == 2, (args, result.output)
         assert msg in result.output
+
+
+def test_shipped_default_model_generates_in_time(tmp_path):
+    from midiseed.engine import DEFAULT_MODEL
+
+    engine = Engine()  # no path: the shipped model
+    assert engine.path == DEFAULT_MODEL and engine.info.preset == "default"
+    assert engine.info.meta["metrics"]["held_out_accuracy"] > 0.5
+    out = tmp_path / "x.mid"
+    result = runner.invoke(app, ["generate", "--steps", "64", "--seed-notes", "C4 E4 G4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    mid = mido.MidiFile(out)
+    t, starts, lengths, sounding = 0, [], [], {}
+    for m in mid.tracks[0]:
+        t += m.time
+        if m.type == "note_on" and m.velocity > 0:
+            sounding[m.note] = t
+            starts.append(t)
+        elif m.type in ("note_on", "note_off") and m.note in sounding:
+            lengths.append(t - sounding.pop(m.note))
+    assert not sounding
+    # rhythm, not the seed project's even 0.5-beat steps: several note lengths and onset gaps
+    assert len(set(lengths)) >= 3
+    assert len({b - a for a, b in zip(sorted(set(starts)), sorted(set(starts))[1:])}) >= 2

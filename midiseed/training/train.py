@@ -293,8 +293,8 @@ class RunKeeper:
         self.tokens = state.setdefault("tokens_trained", 0)
         self.train_seconds = state.setdefault("train_seconds", 0.0)
 
-    def tokens_per_second(self) -> float:
-        return round(self.tokens / self.train_seconds, 1) if self.train_seconds else 0.0
+    def tokens_per_second(self) -> float | None:
+        return round(self.tokens / self.train_seconds, 1) if self.train_seconds else None
 
     def _make(self, keras):
         keeper = self
