@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for child in multiprocessing.active_children():  # the pool's workers
             child.terminate()
+        if tmp is not None:
+            tmp.cleanup()
         os._exit(1)  # the stuck thread cannot be joined
     if error is not None:
         print(f"fuzz-files: FAILED: load_corpus raised {type(error).__name__}: {error}")
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fuzz-files: {len(manifest)} mutated files, {len(corpus.files)} read, {len(corpus.skipped)} skipped "
         f"(reasons: {top}), {len(crashes)} crashes, {len(timeouts)} timeouts, "
-        f"longest file {longest:.2f} s, total {total:.1f} s"
+        f"longest file {longest:.3f} s, total {total:.1f} s"
     )
     if longest_file:
         print(f"  longest: {longest_file} ({manifest[longest_file]['mutations']})")

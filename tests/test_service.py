@@ -173,8 +173,10 @@ def test_reload_switches_config_and_model_keeps_ports_and_refuses_bad_ones():
         make_generator=make_generator,
     )
     first_ports = service.ports
+    service.performer.stats["notes in"] = 7
     service._reload()
     assert service.performer.mode == "continue" and service.tempo.bpm == 200
+    assert service.performer.stats["notes in"] == 7  # counters cover the whole run
     assert len(made) == 1 and service.ports is first_ports
     service._reload()  # a bad file: logged, the running config stays
     assert service.cfg.mode == "continue"

@@ -43,7 +43,9 @@ RESTART_KEYS = (
 REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
 RECONNECT_SECONDS = 1.0  # how often named ports are looked for
-POLL_SECONDS = 0.0005  # input is read at least this often
+POLL_SECONDS = 0.0005  # input is read at least this often while playing or just played to
+IDLE_POLL_SECONDS = 0.002  # ... and this often after IDLE_AFTER seconds of nothing
+IDLE_AFTER = 5.0
 SPIN_SECONDS = 0.0002  # the last stretch before a due note is spun out: sleeps overshoot
 
 
@@ -148,9 +150,11 @@ class Service:
         self.performer.cancel()
         self.generators = generators
         self.generator = generators[0]
-        self.performer = Performer(
-            new, self.generator, self.tempo, self._send, tracker=self.performer.tracker
-        )
+        old = self.performer
+        self.performer = Performer(new, self.generator, self.tempo, self._send, tracker=old.tracker)
+        # counters and timings describe the whole run, not the time since the last reload
+        self.performer.stats, self.performer.step_times = old.stats, old.step_times
+        self.performer.listener.dropped = old.listener.dropped
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock())
         self.cfg = new
@@ -166,12 +170,19 @@ class Service:
     def stop(self, *_args) -> None:
         self.stopping.set()
 
-    def _wait(self, until: float) -> None:
-        """Sleep until `until`, spinning the last stretch: sleeps overshoot by ~0.1 ms."""
-        left = until - self.clock()
-        if left > SPIN_SECONDS:
-            time.sleep(left - SPIN_SECONDS)
-        while self.clock() < until:
+    def _wait(self, last_input: float) -> None:
+        """Sleep until the next due note or input poll. Only a due note is worth spinning the last
+        0.2 ms for (sleeps overshoot by ~0.1 ms); a poll is not: spinning for it burnt 40% of a core."""
+        now = self.clock()
+        busy = self.performer.cursor is not None or now - last_input < IDLE_AFTER
+        poll = now + (POLL_SECONDS if busy else IDLE_POLL_SECONDS)
+        due = self.performer.next_deadline(now)
+        if poll < due - SPIN_SECONDS:
+            time.sleep(poll - now)
+            return
+        if due - now > SPIN_SECONDS:
+            time.sleep(due - now - SPIN_SECONDS)
+        while self.clock() < due:
             pass
 
     def _thread_failed(self, args) -> None:
@@ -204,11 +215,12 @@ class Service:
             )
         except OSError as err:
             log.warning("no status socket: %s", err)
-        last_status = last_look = self.clock()
+        last_status = last_look = last_input = self.clock()
         try:
             while not self.stopping.is_set():
                 now = self.clock()
                 for message in self.ports.poll():
+                    last_input = now
                     self.performer.handle(message, now)
                     if self.recorder is not None:
                         self.recorder.add("heard", message, now)
@@ -227,9 +239,9 @@ class Service:
                     last_look = self.clock()
                     self.ports.maintain()
                 if self.cfg.status_seconds and self.clock() - last_status >= self.cfg.status_seconds:
-                    last_status = last_look = self.clock()
+                    last_status = last_look = last_input = self.clock()
                     log.info(status_line(self.performer, self.tempo))
-                self._wait(min(self.performer.next_deadline(self.clock()), self.clock() + POLL_SECONDS))
+                self._wait(last_input)
             if self.failure is not None:
                 status = 1
         except Exception:
