@@ -250,3 +250,32 @@ def test_named_port_that_comes_and_goes_is_reconnected(daemon_factory):
         second.delete()
     log = daemon.output()
     assert "is gone; will reconnect" in log and log.count(f"connected to '{name}-in'") == 2
+
+
+def test_sighup_reloads_good_config_refuses_bad_one_and_recording_keeps_it_all(daemon_factory, tmp_path):
+    import mido
+
+    rec = tmp_path / "rec"
+    daemon, player = daemon_factory("hup", record=("log", f'"{rec}"'), bpm=("timing", 200))
+    player.phrase([60, 62], 0.1)
+    player.wait_for_notes(1)
+    good = daemon.config.read_text().replace("bpm = 200", "bpm = 90")
+    daemon.config.write_text(good)
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    daemon.config.write_text(good.replace("bpm = 90", "bpm = 9000"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    before = len(player.note_ons())
+    player.phrase([65, 67], 0.1)  # the same ports, still answering after both
+    player.wait_for_notes(before + 1)
+    assert daemon.stop() == 0
+    log = daemon.output()
+    assert "reloaded: mode respond, 90 bpm" in log
+    assert "reload refused" in log and "9000" in log
+    assert player.left_on() == set()
+    (path,) = rec.glob("midiseed-*.mid")
+    mid = mido.MidiFile(path)
+    heard = [m.note for m in mid.tracks[0] if m.type == "note_on" and m.velocity > 0]
+    assert heard == [60, 62, 65, 67]
+    assert sum(m.type == "note_on" and m.velocity > 0 for m in mid.tracks[1]) == len(player.note_ons())
