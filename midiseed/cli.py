@@ -220,6 +220,9 @@ def evaluate(
     model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Held-out seeds for the decoding comparison.")] = 8,
     steps: Annotated[int, typer.Option(min=8, help="Events generated from each seed.")] = 256,
+    no_repeat: Annotated[
+        list[int] | None, typer.Option(min=2, help="Compare greedy with these no-repeat guards instead.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
     """Score a model on music it did not train on, beside n-gram baselines; measure loops and variety."""
@@ -228,8 +231,12 @@ def evaluate(
 
     from midiseed.evaluate import evaluate as run_evaluation
     from midiseed.evaluate import format_report
+    from midiseed.sampling import Decoding
 
-    report = run_evaluation(model, data, seeds=seeds, steps=steps)
+    decodings = None
+    if no_repeat:
+        decodings = {"greedy": Decoding(), **{f"no_repeat_{n}": Decoding(no_repeat=n) for n in no_repeat}}
+    report = run_evaluation(model, data, seeds=seeds, steps=steps, decodings=decodings)
     typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))
 
 

@@ -216,8 +216,10 @@ def evaluate(
     steps: int = 256,
     seed_len: int = 32,
     random_seed: int = 0,
+    decodings: dict[str, Decoding] | None = None,
 ) -> dict:
     """Score the model file (None: the shipped default) on the files of data_dir it did not train on.
+    `decodings` replaces the default set of decoding options compared (`DECODINGS`).
 
     ``next_token``: per model, mean NLL in nats per token and top-1 accuracy over positions 1..T-1 of
     every evaluation piece (untransposed). ``decoding``: per option of `DECODINGS`, `steps` events
@@ -258,7 +260,7 @@ def evaluate(
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
     primers = [p for p in eval_pieces if len(p) >= seed_len][:seeds]
     decoding = {}
-    for name, options in DECODINGS.items():
+    for name, options in (decodings or DECODINGS).items():
         outputs = []
         for k, piece in enumerate(primers):
             gen = Generator(engine, options, seed=random_seed + k)
