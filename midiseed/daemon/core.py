@@ -210,6 +210,8 @@ class Performer:
             del self.step_times[:-1000]
             self._place(event)
             planned = True
+            if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
+                break  # its first note is due: send it now, generate the rest after
         if self.end is not None and self.cursor >= self.end:
             for pitch in self.sounding_planned:
                 self._push(self.end, OFF, pitch)
