@@ -7,11 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import rtmidi
+
+from midiseed.bench.jack import Player as BenchPlayer
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 os.environ.setdefault("JACK_NO_AUDIO_RESERVATION", "1")
@@ -102,33 +103,9 @@ class Daemon:
         return self.log.read_text()
 
 
-class Player:
-    """A separate JACK client: plays into the daemon's input, records what comes out with times."""
-
-    def __init__(self, name: str) -> None:
-        self.received: list[tuple[float, list[int]]] = []
-        self.lock = threading.Lock()
-        self.midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"player-{name}-rec")
-        self.midi_in.ignore_types(sysex=False, timing=False, active_sense=False)
-        self.midi_in.open_port(self._index(self.midi_in.get_ports(), f"{name}-out"))
-        self.midi_in.set_callback(self._got)
-        self.midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"player-{name}")
-        self.midi_out.open_port(self._index(self.midi_out.get_ports(), f"{name}-in"))
-        time.sleep(0.2)  # let the connections settle
-
-    @staticmethod
-    def _index(ports: list[str], fragment: str) -> int:
-        for i, p in enumerate(ports):
-            if fragment in p:
-                return i
-        raise LookupError(f"no port {fragment!r} among {ports}")
-
-    def _got(self, event, _data=None) -> None:
-        with self.lock:
-            self.received.append((time.monotonic(), event[0]))
-
-    def send(self, message: list[int]) -> None:
-        self.midi_out.send_message(message)
+class Player(BenchPlayer):
+    """A separate JACK client: plays into the daemon's input, records what comes out with times
+    (the bench's player, plus what the tests ask of it)."""
 
     def phrase(self, pitches: list[int], seconds: float = 0.2) -> None:
         for p in pitches:
@@ -164,8 +141,3 @@ class Player:
     def got_all_notes_off(self) -> bool:
         with self.lock:
             return any(m[0] & 0xF0 == 0xB0 and m[1] == 123 for _, m in self.received)
-
-    def close(self) -> None:
-        for port in (self.midi_in, self.midi_out):
-            port.close_port()
-            port.delete()
