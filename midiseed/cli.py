@@ -100,6 +100,21 @@ def train(
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     drums: Annotated[bool, typer.Option(help="Keep drum tracks (channel 10).")] = False,
+    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1.0, help="Adam's learning rate.")] = 1e-3,
+    anti_loop: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.95,
+            help="Train against greedy loops: this share of each batch is short stretches of the "
+            "music repeated, where repeating is taught to grow less likely (DITTO). 0.5 is what the "
+            "shipped model used.",
+        ),
+    ] = 0.0,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Start from the weights of this finished run (same preset and data): fine-tuning."),
+    ] = None,
 ) -> None:
     """Train a stacked LSTM on a folder of MIDI files."""
     _setup_logging()
@@ -126,6 +141,9 @@ def train(
         devices=devices,
         seed=seed,
         include_drums=drums,
+        learning_rate=learning_rate,
+        anti_loop=anti_loop,
+        init=str(init) if init else None,
     )
     metrics = run_training(opts)
     typer.echo(

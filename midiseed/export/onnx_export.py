@@ -132,7 +132,7 @@ def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
         raise ExportError("export runs under TensorFlow; unset KERAS_BACKEND or set it to tensorflow")
     codec = Codec.from_json((run / "codec.json").read_text())
     cfg = ModelConfig.from_dict(config["model"])
-    trained = keras.models.load_model(run / "model.keras")
+    trained = keras.models.load_model(run / "model.keras", compile=False)
     stateful = build_model(cfg, stateful=True)
     copy_weights(trained, stateful)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from midiseed.codec import Codec, Grid
+from midiseed.training import loops
 from midiseed.training.corpus import DataError, load_corpus, split_by_file
 from midiseed.training.dataset import (
     batch,
@@ -56,6 +57,8 @@ class TrainOptions:
     seed: int = 0
     devices: str = "auto"  # auto, or a comma list such as "CPU:0,CPU:1" for data-parallel training
     workers: int | None = None  # parsing processes; None: one per core
+    anti_loop: float = 0.0  # extra share of each batch made of short stretches repeated (DITTO, loops.py)
+    init: str | None = None  # a run dir whose model.keras weights this run starts from (fine-tuning)
 
 
 def _window_dataset(
@@ -66,7 +69,13 @@ def _window_dataset(
     shuffle: bool,
     seed: int,
     replicas: int,
+    anti_loop: float = 0.0,
+    offsets: np.ndarray | None = None,
+    first_duration: int = 256,
+    first_epoch: int = 0,
 ):
+    """Batches of (inputs, packed targets). With anti_loop > 0, each batch of windows gets
+    anti_loop / (1 - anti_loop) as many again of repeated stretches (`loops.repeated_windows`)."""
     import keras
 
     # every batch must split evenly over the replicas: trim the windows to a multiple of them
@@ -76,6 +85,10 @@ def _window_dataset(
         else np.resize(starts, replicas)
     )
     batch_size = max(replicas, batch_size - batch_size % replicas)
+    extra = round(batch_size * anti_loop / (1 - anti_loop)) if anti_loop > 0 else 0
+    extra = max(replicas, extra - extra % replicas) if extra else 0
+    if extra:
+        ends, piece_of = loops.event_ends(tokens, offsets, first_duration)
 
     class Windows(keras.utils.PyDataset):
         """Batches sliced from the flat token array on demand (memory O(tokens))."""
@@ -84,6 +97,7 @@ def _window_dataset(
             super().__init__()
             self.rng = np.random.default_rng(seed)
             self.order = starts.copy()
+            self.epoch = first_epoch
             if shuffle:
                 self.rng.shuffle(self.order)
 
@@ -91,9 +105,23 @@ def _window_dataset(
             return math.ceil(len(self.order) / batch_size)
 
         def __getitem__(self, i: int):
-            return batch(tokens, self.order[i * batch_size : (i + 1) * batch_size], seq_len)
+            x, y = batch(tokens, self.order[i * batch_size : (i + 1) * batch_size], seq_len)
+            y = loops.pack(y)
+            if extra:
+                # a generator per batch: the same batch whatever order the loader's workers ask
+                rng = np.random.default_rng((seed, self.epoch, i))
+                xr, yr = loops.repeated_windows(
+                    tokens, ends, piece_of, offsets[:-1], extra, seq_len, rng, first_duration
+                )
+                x, y = np.concatenate([x, xr]), np.concatenate([y, yr])
+            return x, y
+
+        @property
+        def windows_per_epoch(self) -> int:
+            return len(self.order) + extra * len(self)
 
         def on_epoch_end(self) -> None:
+            self.epoch += 1
             if shuffle:
                 self.rng.shuffle(self.order)
 
@@ -172,6 +200,8 @@ def train(opts: TrainOptions) -> dict:
     run = Path(opts.out)
     if opts.epochs < 1 or opts.batch_size < 1 or opts.patience < 1:
         raise ValueError("epochs, batch size and patience must each be at least 1")
+    if not 0 <= opts.anti_loop < 1:
+        raise ValueError(f"anti-loop share must be at least 0 and below 1, got {opts.anti_loop}")
     codec = Codec(Grid())
     state_path = run / "state.json"
     state = {"epoch": 0, "best": None, "wait": 0, "history": []}
@@ -200,6 +230,8 @@ def train(opts: TrainOptions) -> dict:
             f"seq_len {cfg.seq_len} is longer than every {side} piece (longest has {longest} events); "
             "use a smaller --seq-len"
         )
+    if opts.init:
+        check_init(Path(opts.init), cfg, codec, split)
     summary = {
         **corpus.summary(),
         "train_files": len(split["train"]),
@@ -240,22 +272,42 @@ def train(opts: TrainOptions) -> dict:
     keras.utils.set_random_seed(opts.seed + state["epoch"])
     scope, replicas = _strategy_scope(opts.devices)
     train_data = _window_dataset(
-        train_set.tokens, train_starts, cfg.seq_len, opts.batch_size, True, opts.seed, replicas
+        train_set.tokens,
+        train_starts,
+        cfg.seq_len,
+        opts.batch_size,
+        True,
+        opts.seed,
+        replicas,
+        anti_loop=opts.anti_loop,
+        offsets=train_set.offsets,
+        first_duration=codec.duration(1),
+        first_epoch=state["epoch"],
     )
     val_data = _window_dataset(
         val_set.tokens, val_starts, cfg.seq_len, opts.batch_size, False, opts.seed, replicas
     )
+    loss_fn, accuracy = loops.loss_and_metric()  # registers them, so checkpoints load
     with scope:
         if state["epoch"] > 0:
             model = keras.models.load_model(run / "checkpoints" / "last.keras")
+            if not isinstance(model.loss, type(loss_fn)):  # saved before targets were packed
+                model.compile(optimizer=model.optimizer, loss=loss_fn, metrics=[accuracy])
         else:
             model = build_model(cfg)
+            if opts.init:
+                start = keras.models.load_model(Path(opts.init) / "model.keras", compile=False)
+                model.set_weights(start.get_weights())
+                log.info("fine-tuning the weights of %s", opts.init)
+                # keep the batch-norm statistics it learnt: batches with repeated stretches
+                # (--anti-loop) are not the music the network will be fed
+                for layer in model.layers:
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.trainable = False
             model.compile(
-                optimizer=keras.optimizers.Adam(opts.learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
+                optimizer=keras.optimizers.Adam(opts.learning_rate), loss=loss_fn, metrics=[accuracy]
             )
-    keeper = RunKeeper(run, state, opts.patience, len(train_starts) * cfg.seq_len)
+    keeper = RunKeeper(run, state, opts.patience, train_data.windows_per_epoch * cfg.seq_len)
     if state["epoch"] < opts.epochs and state["wait"] < opts.patience:
         model.fit(
             train_data,
@@ -281,6 +333,29 @@ def train(opts: TrainOptions) -> dict:
     }
     (run / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def check_init(init: Path, cfg, codec: Codec, split: dict) -> None:
+    """A run to fine-tune from must hold the same network and codec, and must not have trained on
+    any file this run holds out (its held-out figures would be flattering). Raises ValueError."""
+    try:
+        config = json.loads((init / "config.json").read_text())
+        init_codec = Codec.from_json((init / "codec.json").read_text())
+        init_split = json.loads((init / "split.json").read_text())
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"--init {init} is not a finished run directory: {err}") from None
+    if not (init / "model.keras").is_file():
+        raise ValueError(f"--init {init} has no model.keras; finish its training first")
+    if config.get("model") != cfg.to_dict():
+        raise ValueError(f"--init {init} holds a different network ({config.get('preset')}) from this run's")
+    if init_codec.keys != codec.keys or init_codec.grid != codec.grid:
+        raise ValueError(f"--init {init} uses another token codec")
+    leaked = set(init_split.get("train", [])) & set(split["held_out"])
+    if leaked:
+        raise ValueError(
+            f"--init {init} trained on {len(leaked)} of the files this run holds out "
+            f"(e.g. {sorted(leaked)[0]}); use the same data folder and --val-fraction"
+        )
 
 
 class RunKeeper:

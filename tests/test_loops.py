@@ -1,0 +1,176 @@
+"""Training against greedy loops (DITTO): the repeated windows, the loss, and fine-tuning a run."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from midiseed.cli import app
+from midiseed.codec import Codec, Event, Grid
+from midiseed.training import loops
+from midiseed.training.dataset import encode_pieces
+from midiseed.training.train import TrainOptions, train
+
+runner = CliRunner()
+
+
+def _token_set(codec: Codec):
+    rng = np.random.default_rng(3)
+    pieces = []
+    for _ in range(4):
+        events, previous = [], set()
+        for _ in range(40):
+            pitches = tuple(sorted(set(int(p) for p in rng.integers(50, 60, size=rng.integers(1, 4)))))
+            held = tuple(bool(p in previous and rng.random() < 0.5) for p in pitches)
+            events.append(Event(pitches, held, int(rng.integers(1, 5))))
+            previous = set(pitches)
+        pieces.append(events)
+    return encode_pieces(codec, pieces)
+
+
+def test_repeated_windows_are_real_music_then_one_stretch_of_it_repeated():
+    codec = Codec(Grid())
+    ts = _token_set(codec)
+    ends, piece_of = loops.event_ends(ts.tokens, ts.offsets, codec.duration(1))
+    assert len(ends) == 160 and list(np.bincount(piece_of)) == [40] * 4
+    x, y = loops.repeated_windows(
+        ts.tokens, ends, piece_of, ts.offsets[:-1], 64, 50, np.random.default_rng(0), codec.duration(1)
+    )
+    assert x.shape == (64, 50) and y.shape == (64, 50, 2)
+    periods, leads = set(), set()
+    for row in range(64):
+        window = np.concatenate([x[row, :1], y[row, :, 0]])
+        assert (x[row, 1:] == window[1:-1]).all()
+        what = y[row, :, 1]
+        trained = np.flatnonzero(what >= 0)
+        assert trained.size and (trained == np.arange(trained[0], 50)).all()
+        assert (what[: trained[0]] == loops.IGNORE).all()
+        period = int(trained[0] - what[trained[0]])
+        assert (what[trained] == trained - period).all()  # each points one copy back...
+        assert (y[row, trained, 0] == y[row, trained - period, 0]).all()  # ...to the same token
+        # where the first copy begins (after 0 or 1 tokens of music its first token has no target)
+        lead = int(trained[0]) + 1 - period
+        if lead == 1 and not codec.is_duration(int(window[0])):
+            lead = 0
+        assert lead == 0 or codec.is_duration(int(window[lead - 1]))  # after whole events
+        assert (window[lead + period :] == np.resize(window[lead : lead + period], 51 - lead - period)).all()
+        if lead:  # the music before the stretch is the piece's own, as it was
+            assert any((ts.tokens[i : i + lead] == window[:lead]).all() for i in range(len(ts.tokens) - lead))
+        periods.add(len(codec.decode(window[lead : lead + period])))
+        leads.add(lead)
+        # every copy is a valid spelling: a held pitch was sounding in the event before it
+        whole = np.flatnonzero(window >= codec.duration(1))[0] + 1  # the window may begin mid-event
+        events = codec.decode(window[whole:])
+        for before, ev in itertools.pairwise(events):
+            for p, h in zip(ev.pitches, ev.held):
+                assert not h or p in before.pitches
+    assert periods <= set(range(1, loops.MAX_LOOP_EVENTS + 1)) and len(periods) >= 6
+    assert 0 in leads and len(leads) > 10
+
+
+def test_loop_loss_is_cross_entropy_or_ditto_where_the_targets_say():
+    import keras
+
+    loss_fn, accuracy = loops.loss_and_metric(lam=0.5)
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(1, 4, 5)).astype("float32")
+    targets = np.array([[2, 3, 2, 3]])
+    what = np.array([[loops.MLE, loops.IGNORE, 0, 1]])
+    per_position = np.asarray(loss_fn.call(loops.pack(targets, what).astype("float32"), logits))
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    pt = p[0, np.arange(4), targets[0]]
+    expected = [
+        -np.log(pt[0]),
+        0.0,
+        -np.log(1 - abs(pt[2] - 0.5 * pt[0])),
+        -np.log(1 - abs(pt[3] - 0.5 * pt[1])),
+    ]
+    np.testing.assert_allclose(per_position[0], expected, rtol=1e-5, atol=1e-6)
+    # the gradient never flows into the earlier copy's probability
+    packed = loops.pack(targets, what).astype("float32")
+    hits = np.asarray(accuracy(packed, keras.ops.convert_to_tensor(logits)))
+    assert hits == pytest.approx(float(logits[0, 0].argmax() == 2))
+
+
+def _reinforcement(model, x, y) -> float:
+    """How much likelier a repeated stretch's tokens are than one copy earlier (ratio of mean p)."""
+    logits = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    pt = np.take_along_axis(p, y[..., :1], axis=-1)[..., 0]
+    rows, cols = np.nonzero(y[..., 1] >= 0)
+    return float(pt[rows, cols].mean() / pt[rows, y[rows, cols, 1]].mean())
+
+
+def test_the_loop_loss_makes_a_real_lstm_less_sure_of_each_further_repeat():
+    import keras
+
+    from midiseed.training.model import build_model, preset_config
+
+    codec = Codec(Grid())
+    ts = _token_set(codec)
+    ends, piece_of = loops.event_ends(ts.tokens, ts.offsets, codec.duration(1))
+
+    def windows(seed):
+        rng = np.random.default_rng(seed)
+        return loops.repeated_windows(ts.tokens, ends, piece_of, ts.offsets[:-1], 128, 32, rng, 256)
+
+    keras.utils.set_random_seed(0)
+    model = build_model(preset_config("tiny", len(codec), dropout=0.0))
+    loss_fn, accuracy = loops.loss_and_metric(lam=0.5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss_fn, metrics=[accuracy])
+    x, y = windows(1)
+    test_x, test_y = windows(2)
+    model.fit(x, loops.pack(y[..., 0]), epochs=30, batch_size=64, verbose=0)
+    start = model.get_weights()
+    ratios = {}
+    for name, targets in [("cross-entropy", loops.pack(y[..., 0])), ("ditto", y)]:
+        model.set_weights(start)
+        model.fit(x, targets, epochs=30, batch_size=64, verbose=0)
+        ratios[name] = _reinforcement(model, test_x, test_y)
+    # on windows it never saw, a repeat is a good deal less likely than what it repeats
+    assert ratios["ditto"] < 0.8 and ratios["ditto"] < 0.8 * ratios["cross-entropy"], ratios
+
+
+def test_fine_tuning_a_run_with_anti_loop_windows(tmp_path, tiny_run):
+    import keras
+
+    base = json.loads((tiny_run / "config.json").read_text())["options"]
+    opts = TrainOptions(**{**base, "out": str(tmp_path / "ft"), "epochs": 1, "learning_rate": 1e-4})
+    opts.anti_loop, opts.init = 0.5, str(tiny_run)
+    metrics = train(opts)
+    assert metrics["held_out_loss"] > 0 and 0 < metrics["held_out_accuracy"] < 1
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["options"]["init"] == str(tiny_run) and config["options"]["anti_loop"] == 0.5
+    before = keras.models.load_model(tiny_run / "model.keras", compile=False)
+    after = keras.models.load_model(tmp_path / "ft" / "model.keras", compile=False)
+    # it starts from the run's weights and keeps its batch-norm statistics
+    for name in ["norm0", "norm1", "norm_dense"]:
+        for w0, w1 in zip(before.get_layer(name).get_weights(), after.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(w0, w1)
+    kernel0, kernel1 = (m.get_layer("lstm0").get_weights()[0] for m in (before, after))
+    assert 0 < np.abs(kernel1 - kernel0).max() < 0.05  # moved a little from where it was
+    # each epoch trained as many repeated-stretch windows again as ordinary ones
+    state = json.loads((tmp_path / "ft" / "state.json").read_text())
+    windows = config["data"]["train_windows"]
+    assert state["tokens_trained"] >= 2 * windows * config["model"]["seq_len"]
+
+
+def test_init_must_be_the_same_network_and_must_not_have_seen_the_held_out_files(
+    tmp_path, tiny_run, midi_folder
+):
+    base = ["train", "--data", str(midi_folder), "--out", str(tmp_path / "r"), "--init", str(tiny_run)]
+    cases = [
+        (["--preset", "default"], "different network"),
+        (["--preset", "tiny", "--val-fraction", "0.5"], "trained on"),
+        (["--preset", "tiny", "--anti-loop", "1.5"], "anti-loop"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, [*base, *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, result.output
+        assert "Traceback" not in result.output
+    result = runner.invoke(app, [*base[:-2], "--init", str(tmp_path), "--preset", "tiny"])
+    assert result.exit_code == 2 and "not a finished run directory" in result.output
