@@ -236,7 +236,12 @@ def evaluate(
         Path, typer.Option(help="Folder of MIDI files; files the model trained on are left out.")
     ],
     model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Held-out seeds for the decoding comparison.")] = 8,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Held-out seeds for the decoding comparison (default: every piece long enough)."
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(min=8, help="Events generated from each seed.")] = 256,
     no_repeat: Annotated[
         list[int] | None, typer.Option(min=2, help="Compare greedy with these no-repeat guards instead.")

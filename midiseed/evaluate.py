@@ -212,7 +212,7 @@ def behaviour(
 def evaluate(
     model_path: Path | None,
     data_dir: Path,
-    seeds: int = 8,
+    seeds: int | None = None,
     steps: int = 256,
     seed_len: int = 32,
     random_seed: int = 0,
@@ -223,12 +223,13 @@ def evaluate(
 
     ``next_token``: per model, mean NLL in nats per token and top-1 accuracy over positions 1..T-1 of
     every evaluation piece (untransposed). ``decoding``: per option of `DECODINGS`, `steps` events
-    generated after the first `seed_len` events of each of the first `seeds` evaluation pieces that
-    long, with `loop_share` (see `looped_mask`), `distinct_4grams` (of events), `pitch_class_tv` and
-    `duration_tv` (see `tv_distance`, against the whole evaluation data) averaged over those samples,
-    and the samples' pooled histograms (as shares); ``data`` is the same for windows of `steps` events
-    of the evaluation pieces. Raises ValueError when the model file has no training split, or when
-    data_dir holds none of its training files (the baselines are fitted on them) or nothing else.
+    generated after the first `seed_len` events of each of the first `seeds` (None: every)
+    evaluation pieces that long, with `loop_share` (see `looped_mask`), `distinct_4grams` (of
+    events), `pitch_class_tv` and `duration_tv` (see `tv_distance`, against the whole evaluation
+    data) averaged over those samples, and the samples' pooled histograms (as shares); ``data`` is
+    the same for windows of `steps` events of the evaluation pieces. Raises ValueError when the
+    model file has no training split, or when data_dir holds none of its training files (the
+    baselines are fitted on them) or nothing else.
     """
     engine = Engine(model_path, provider="cpu")
     codec, grid, meta = engine.codec, engine.codec.grid, engine.info.meta
@@ -258,7 +259,7 @@ def evaluate(
         next_token[name] = score_ngram(NGram(order, len(codec)).fit(train_tokens), eval_tokens)
 
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
-    primers = [p for p in eval_pieces if len(p) >= seed_len][:seeds]
+    primers = [p for p in eval_pieces if len(p) >= seed_len][:seeds]  # [:None]: all
     decoding = {}
     for name, options in (decodings or DECODINGS).items():
         outputs = []

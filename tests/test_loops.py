@@ -2,6 +2,7 @@
 
 import itertools
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -152,10 +153,52 @@ def test_fine_tuning_a_run_with_anti_loop_windows(tmp_path, tiny_run):
             np.testing.assert_array_equal(w0, w1)
     kernel0, kernel1 = (m.get_layer("lstm0").get_weights()[0] for m in (before, after))
     assert 0 < np.abs(kernel1 - kernel0).max() < 0.05  # moved a little from where it was
+    # it looked for its own greedy loops while training, and says how often it found one
+    history = json.loads((tmp_path / "ft" / "history.json").read_text())
+    assert 0 <= history[0]["greedy_loop_rate"] <= 1
     # each epoch trained as many repeated-stretch windows again as ordinary ones
     state = json.loads((tmp_path / "ft" / "state.json").read_text())
     windows = config["data"]["train_windows"]
     assert state["tokens_trained"] >= 2 * windows * config["model"]["seq_len"]
+
+
+class _Cycler:
+    """A stand-in step model whose greedy choice is always the next token of a fixed cycle."""
+
+    def __init__(self, cycle, vocab):
+        self.cycle, self.vocab = cycle, vocab
+        self.inputs = [None, SimpleNamespace(shape=(None, 1))]  # tokens, one state: tokens seen
+
+    def predict_on_batch(self, inputs):
+        tokens, seen = inputs
+        batch, steps = tokens.shape
+        logits = np.zeros((batch, steps, self.vocab), dtype=np.float32)
+        for t in range(steps):
+            nxt = self.cycle[int(seen[0, 0] + t) % len(self.cycle)]
+            logits[:, t, nxt] = 1.0
+        return [logits, seen + steps]
+
+
+def test_own_loops_are_the_loops_greedy_decoding_falls_into_after_the_primer():
+    codec = Codec(Grid())
+    d2, d4 = codec.duration(2), codec.duration(4)
+    cycle = [d4, 64, d4, 60]  # after any 4-token primer: C4, E4, C4, E4...: a period of 2 events
+    primers = np.array([[50, d2, 52, d2], [55, d2, 55, d2]], dtype=np.int32)
+    found = loops.own_loops(_Cycler(cycle, len(codec)), codec, primers, 16)
+    # the second primer repeats itself, but the loop that counts is the one generated after it
+    assert len(found) == 2
+    for (music, stretch), primer in zip(found, primers):
+        assert list(music) == list(primer)
+        assert list(stretch) == [60, d4, 64, d4]
+    x, y = loops.own_windows(found, 4, 12, np.random.default_rng(0))
+    assert (y[..., 1] >= 0).any(axis=1).all()
+    for row in range(4):
+        trained = np.flatnonzero(y[row, :, 1] >= 0)
+        assert (y[row, trained, 0] == y[row, y[row, trained, 1], 0]).all()
+        assert (x[row, 1:] == y[row, :-1, 0]).all()
+    # a model that never loops gives nothing
+    walk = [60, d2, 62, d2, 64, d2, 65, d2, 67, d2, 69, d2, 71, d2, 72, d2, 74, d2, 76, d2]
+    assert loops.own_loops(_Cycler(walk, len(codec)), codec, primers, 16) == []
 
 
 def test_init_must_be_the_same_network_and_must_not_have_seen_the_held_out_files(

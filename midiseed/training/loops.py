@@ -16,7 +16,11 @@ Targets travel packed as (B, T, 2) integers: the next token, and what to train a
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MLE = -1
 IGNORE = -2
@@ -33,6 +37,21 @@ def pack(targets: np.ndarray, what: np.ndarray | None = None) -> np.ndarray:
     """(B, T) next tokens (+ what to train at each) -> (B, T, 2); plain cross-entropy by default."""
     what = np.full(targets.shape, MLE, dtype=np.int32) if what is None else what
     return np.stack([targets.astype(np.int32), what.astype(np.int32)], axis=-1)
+
+
+def _window(
+    music: np.ndarray, stretch: np.ndarray, seq_len: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One window: the last tokens of `music` (up to half the window, leaving room for two copies),
+    then `stretch` repeated to the end. Inputs (seq_len,) and packed targets (seq_len, 2)."""
+    period = len(stretch)
+    room = max(0, min(seq_len // 2, seq_len + 1 - 2 * period))
+    lead = min(int(rng.integers(0, room + 1)), len(music))
+    window = np.concatenate([music[len(music) - lead :], np.resize(stretch, seq_len + 1 - lead)])
+    t = np.arange(seq_len)
+    second = lead + period - 1  # target index of the second copy's first token
+    what = np.where((t >= second) & (t >= period), t - period, IGNORE)
+    return window[:-1], np.stack([window[1:], what], axis=-1)
 
 
 def repeated_windows(
@@ -57,7 +76,6 @@ def repeated_windows(
     x = np.zeros((count, seq_len), dtype=np.int32)
     y = np.zeros((count, seq_len, 2), dtype=np.int32)
     n = len(ends)
-    t = np.arange(seq_len)
     for row in range(count):
         for _ in range(100):  # a stretch inside one piece; almost always the first try
             k = int(rng.integers(1, max_events + 1))
@@ -70,15 +88,110 @@ def repeated_windows(
         for i in range(ends[j + 1] - begin):  # the first event's pitches
             if 128 <= seg[i] < first_duration and int(seg[i]) - 128 not in last:
                 seg[i] -= 128
-        period = len(seg)
-        room = max(0, min(seq_len // 2, seq_len + 1 - 2 * period))  # leave room for two copies
-        lead = min(int(rng.integers(0, room + 1)), begin - starts[piece_of[j + k]])
-        window = np.concatenate([tokens[begin - lead : begin], np.resize(seg, seq_len + 1 - lead)])
-        x[row] = window[:-1]
-        y[row, :, 0] = window[1:]
-        second = lead + period - 1  # target index of the second copy's first token
-        y[row, :, 1] = np.where((t >= second) & (t >= period), t - period, IGNORE)
+        x[row], y[row] = _window(tokens[starts[piece_of[j + k]] : begin], seg, seq_len, rng)
     return x, y
+
+
+def own_loops(
+    step_model, codec, primers: np.ndarray, n_tokens: int, max_events: int = MAX_LOOP_EVENTS
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Where the model's own greedy decoding loops: each primer (B, P) is continued greedily for
+    n_tokens under the daemon's grammar, in one batch; for each continuation that falls into a
+    loop of period <= max_events events, (the music before the loop, one period of it).
+
+    `step_model` is the stateful form (`build_model(cfg, stateful=True)`) holding current weights.
+    Primers should begin at an event's first token."""
+    from midiseed.sampling import Grammar
+
+    batch = len(primers)
+    state = [np.zeros((batch, int(s.shape[-1])), dtype=np.float32) for s in step_model.inputs[1:]]
+    grammars = [Grammar(codec) for _ in range(batch)]
+    for g, row in zip(grammars, primers):
+        for tok in row.tolist():
+            g.feed(tok)
+    out = step_model.predict_on_batch([primers.astype(np.int32), *state])
+    logits, state = np.asarray(out[0])[:, -1], [np.asarray(s) for s in out[1:]]
+    made = np.zeros((batch, n_tokens), dtype=np.int32)
+    for t in range(n_tokens):
+        masks = np.stack([g.allowed() for g in grammars])
+        chosen = np.where(masks, logits, -np.inf).argmax(-1).astype(np.int32)
+        for g, tok in zip(grammars, chosen.tolist()):
+            g.feed(tok)
+        made[:, t] = chosen
+        out = step_model.predict_on_batch([chosen[:, None], *state])
+        logits, state = np.asarray(out[0])[:, -1], [np.asarray(s) for s in out[1:]]
+    found = []
+    for primer, row in zip(primers, made):
+        whole = np.concatenate([primer, row])
+        ends = np.flatnonzero(whole >= codec.duration(1))
+        begins = np.r_[0, ends[:-1] + 1]
+        events = [tuple(whole[a : b + 1]) for a, b in zip(begins, ends)]
+        # a loop of the model's making: it starts after the primer
+        loop = _first_loop(events, max_events, first=int(np.searchsorted(begins, len(primer))))
+        if loop is not None:
+            s, p = loop
+            found.append((whole[: begins[s]], whole[begins[s] : ends[s + p - 1] + 1]))
+    return found
+
+
+def _first_loop(events: list[tuple], max_events: int, first: int = 0) -> tuple[int, int] | None:
+    """(start, period) of the first stretch from events[first] on that is two full copies of
+    1..max_events events."""
+    for s in range(first, len(events)):
+        for p in range(1, max_events + 1):
+            if s + 2 * p <= len(events) and events[s : s + p] == events[s + p : s + 2 * p]:
+                return s, p
+    return None
+
+
+def own_windows(
+    found: list[tuple[np.ndarray, np.ndarray]], count: int, seq_len: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` windows made from loops the model fell into (`own_loops`), as `repeated_windows`."""
+    x = np.zeros((count, seq_len), dtype=np.int32)
+    y = np.zeros((count, seq_len, 2), dtype=np.int32)
+    for row in range(count):
+        music, stretch = found[int(rng.integers(0, len(found)))]
+        x[row], y[row] = _window(music, stretch, seq_len, rng)
+    return x, y
+
+
+def loop_finder(dataset, cfg, codec, seed: int, every: int, rollouts: int = 256, primer_len: int = 64):
+    """A Keras callback that, every `every` batches, continues `rollouts` stretches of the training
+    music greedily with the weights as they are and gives the loops found to `dataset.own`
+    (the anti-loop windows then come half from those, half from repeated stretches of the music)."""
+    import keras
+
+    from midiseed.training.model import build_model, copy_weights
+
+    tokens, offsets = dataset.tokens, dataset.offsets
+    ends, piece_of = event_ends(tokens, offsets, codec.duration(1))
+    firsts = ends[:-1] + 1  # each event's first token, with enough of its piece left for a primer
+    firsts = firsts[firsts + primer_len <= offsets[piece_of[1:] + 1]]
+    step_model = build_model(cfg, stateful=True)
+
+    class LoopFinder(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rates: list[float] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None and self.rates:  # before RunKeeper: the history records it
+                logs["greedy_loop_rate"] = float(np.mean(self.rates))
+            self.rates = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch % every:
+                return
+            copy_weights(self.model, step_model)
+            rng = np.random.default_rng((seed, dataset.epoch, batch))
+            at = rng.choice(firsts, size=min(rollouts, len(firsts)), replace=False)
+            primers = tokens[at[:, None] + np.arange(primer_len)[None, :]]
+            dataset.own = own_loops(step_model, codec, primers, 8 * primer_len)
+            self.rates.append(len(dataset.own) / len(primers))
+            log.info("greedy loops in %d of %d continuations", len(dataset.own), len(primers))
+
+    return LoopFinder()
 
 
 def _register():

@@ -37,6 +37,8 @@ from midiseed.training.model import build_model, preset_config
 
 log = logging.getLogger(__name__)
 
+LOOP_SEARCH_EVERY = 50  # batches between looks for the model's own greedy loops (--anti-loop)
+
 
 @dataclass
 class TrainOptions:
@@ -98,6 +100,8 @@ def _window_dataset(
             self.rng = np.random.default_rng(seed)
             self.order = starts.copy()
             self.epoch = first_epoch
+            self.tokens, self.offsets = tokens, offsets
+            self.own: list = []  # loops of the model's own greedy decoding (`loops.loop_finder`)
             if shuffle:
                 self.rng.shuffle(self.order)
 
@@ -110,10 +114,14 @@ def _window_dataset(
             if extra:
                 # a generator per batch: the same batch whatever order the loader's workers ask
                 rng = np.random.default_rng((seed, self.epoch, i))
+                own = extra // 2 if self.own else 0
                 xr, yr = loops.repeated_windows(
-                    tokens, ends, piece_of, offsets[:-1], extra, seq_len, rng, first_duration
+                    tokens, ends, piece_of, offsets[:-1], extra - own, seq_len, rng, first_duration
                 )
                 x, y = np.concatenate([x, xr]), np.concatenate([y, yr])
+                if own:
+                    xo, yo = loops.own_windows(self.own, own, seq_len, rng)
+                    x, y = np.concatenate([x, xo]), np.concatenate([y, yo])
             return x, y
 
         @property
@@ -308,13 +316,16 @@ def train(opts: TrainOptions) -> dict:
                 optimizer=keras.optimizers.Adam(opts.learning_rate), loss=loss_fn, metrics=[accuracy]
             )
     keeper = RunKeeper(run, state, opts.patience, train_data.windows_per_epoch * cfg.seq_len)
+    callbacks = [keeper._make(keras)]
+    if opts.anti_loop:  # first: its figure goes into the epoch's logs before RunKeeper writes them
+        callbacks.insert(0, loops.loop_finder(train_data, cfg, codec, opts.seed, every=LOOP_SEARCH_EVERY))
     if state["epoch"] < opts.epochs and state["wait"] < opts.patience:
         model.fit(
             train_data,
             validation_data=val_data,
             epochs=opts.epochs,
             initial_epoch=state["epoch"],
-            callbacks=[keeper._make(keras)],
+            callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
     else:
