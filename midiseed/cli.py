@@ -246,6 +246,9 @@ def evaluate(
     no_repeat: Annotated[
         list[int] | None, typer.Option(min=2, help="Compare greedy with these no-repeat guards instead.")
     ] = None,
+    loop_period: Annotated[
+        int, typer.Option(min=1, max=64, help="Longest loop period counted, in events.")
+    ] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
     """Score a model on music it did not train on, beside n-gram baselines; measure loops and variety."""
@@ -259,7 +262,9 @@ def evaluate(
     decodings = None
     if no_repeat:
         decodings = {"greedy": Decoding(), **{f"no_repeat_{n}": Decoding(no_repeat=n) for n in no_repeat}}
-    report = run_evaluation(model, data, seeds=seeds, steps=steps, decodings=decodings)
+    report = run_evaluation(
+        model, data, seeds=seeds, steps=steps, decodings=decodings, max_period=loop_period
+    )
     typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))
 
 

@@ -191,7 +191,10 @@ def tv_distance(counts: np.ndarray, reference: np.ndarray) -> float:
 
 
 def behaviour(
-    samples: Sequence[Sequence[Event]], reference: tuple[np.ndarray, np.ndarray], max_steps: int
+    samples: Sequence[Sequence[Event]],
+    reference: tuple[np.ndarray, np.ndarray],
+    max_steps: int,
+    max_period: int = MAX_PERIOD,
 ) -> dict:
     """Loop share, distinct 4-grams and histogram distances, each averaged over samples; pooled histograms."""
     rows, pcs, durations = [], np.zeros(12), np.zeros(max_steps)
@@ -199,7 +202,7 @@ def behaviour(
         pc, dur = histograms(events, max_steps)
         pcs, durations = pcs + pc, durations + dur
         tvs = [tv_distance(pc, reference[0]), tv_distance(dur, reference[1])]
-        rows.append([loop_share(events), distinct_ngrams(events, 4), *tvs])
+        rows.append([loop_share(events, max_period), distinct_ngrams(events, 4), *tvs])
     means = np.mean(rows, axis=0).tolist() if rows else [None] * 4  # None: no piece was long enough
     return {
         "samples": len(rows),
@@ -217,9 +220,11 @@ def evaluate(
     seed_len: int = 32,
     random_seed: int = 0,
     decodings: dict[str, Decoding] | None = None,
+    max_period: int = MAX_PERIOD,
 ) -> dict:
     """Score the model file (None: the shipped default) on the files of data_dir it did not train on.
-    `decodings` replaces the default set of decoding options compared (`DECODINGS`).
+    `decodings` replaces the default set of decoding options compared (`DECODINGS`); `max_period`
+    is the longest loop period counted, in events.
 
     ``next_token``: per model, mean NLL in nats per token and top-1 accuracy over positions 1..T-1 of
     every evaluation piece (untransposed). ``decoding``: per option of `DECODINGS`, `steps` events
@@ -267,9 +272,9 @@ def evaluate(
             gen = Generator(engine, options, seed=random_seed + k)
             gen.prime(piece[:seed_len])
             outputs.append(gen.generate(steps))
-        decoding[name] = behaviour(outputs, reference, grid.max_steps)
+        decoding[name] = behaviour(outputs, reference, grid.max_steps, max_period)
     windows = [p[i : i + steps] for p in eval_pieces for i in range(0, max(1, len(p) - steps + 1), steps)]
-    decoding["data"] = behaviour(windows, reference, grid.max_steps)
+    decoding["data"] = behaviour(windows, reference, grid.max_steps, max_period)
 
     return {
         "model": str(engine.path),
@@ -286,7 +291,7 @@ def evaluate(
             "seed_len": seed_len,
             "random_seed": random_seed,
             "baseline_transpose": transpose,
-            "max_loop_period": MAX_PERIOD,
+            "max_loop_period": max_period,
             "smoothing": "Witten-Bell interpolation down to an add-one unigram",
         },
     }
@@ -315,7 +320,8 @@ def format_report(report: dict) -> str:
         f"Decoding behaviour: {s['steps']} events after a {s['seed_len']}-event seed from held-out pieces; "
         f"`data` is windows of {s['steps']} events of the held-out pieces themselves.",
         "",
-        "| decoding | samples | loop share | distinct 4-grams | pitch-class TV | duration TV |",
+        f"| decoding | samples | loop share (period ≤ {s['max_loop_period']}) | distinct 4-grams"
+        " | pitch-class TV | duration TV |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in report["decoding"].items():

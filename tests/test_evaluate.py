@@ -158,6 +158,15 @@ def test_format_report_has_both_tables_and_every_row(report):
         assert f"| {name} |" in text
     assert "| data |" in text
     assert f"{report['next_token']['lstm']['nll']:.3f}" in text
+    assert "loop share (period ≤ 8)" in text
+
+
+def test_longer_loop_periods_count_at_least_as_much_looping(report, tiny_onnx, midi_folder):
+    longer = evaluate(tiny_onnx[0], midi_folder, seeds=2, steps=24, seed_len=8, random_seed=1, max_period=12)
+    assert longer["settings"]["max_loop_period"] == 12
+    for name, row in report["decoding"].items():
+        assert longer["decoding"][name]["loop_share"] >= row["loop_share"], name
+    assert "loop share (period ≤ 12)" in format_report(longer)
 
 
 def test_score_lstm_scores_each_token_from_the_tokens_before_it(tiny_onnx):
