@@ -111,6 +111,13 @@ def train(
             "shipped model used.",
         ),
     ] = 0.0,
+    keep: Annotated[
+        str,
+        typer.Option(
+            help="Which epoch becomes model.keras: best (lowest held-out loss) or last "
+            "(for --anti-loop fine-tuning, whose aim the held-out loss does not measure)."
+        ),
+    ] = "best",
     init: Annotated[
         Path | None,
         typer.Option(help="Start from the weights of this finished run (same preset and data): fine-tuning."),
@@ -144,6 +151,7 @@ def train(
         learning_rate=learning_rate,
         anti_loop=anti_loop,
         init=str(init) if init else None,
+        keep=keep,
     )
     metrics = run_training(opts)
     typer.echo(

@@ -139,9 +139,13 @@ def test_fine_tuning_a_run_with_anti_loop_windows(tmp_path, tiny_run):
     import keras
 
     base = json.loads((tiny_run / "config.json").read_text())["options"]
-    opts = TrainOptions(**{**base, "out": str(tmp_path / "ft"), "epochs": 1, "learning_rate": 1e-4})
-    opts.anti_loop, opts.init = 0.5, str(tiny_run)
+    opts = TrainOptions(**{**base, "out": str(tmp_path / "ft"), "epochs": 2, "learning_rate": 1e-4})
+    opts.anti_loop, opts.init, opts.keep = 0.5, str(tiny_run), "last"
     metrics = train(opts)
+    assert metrics["kept_epoch"] == 2  # the last epoch, whatever its held-out loss
+    kept = keras.models.load_model(tmp_path / "ft" / "model.keras", compile=False).get_weights()
+    last = keras.models.load_model(tmp_path / "ft" / "checkpoints" / "last.keras").get_weights()
+    assert all((a == b).all() for a, b in zip(kept, last))
     assert metrics["held_out_loss"] > 0 and 0 < metrics["held_out_accuracy"] < 1
     config = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert config["options"]["init"] == str(tiny_run) and config["options"]["anti_loop"] == 0.5
@@ -209,6 +213,7 @@ def test_init_must_be_the_same_network_and_must_not_have_seen_the_held_out_files
         (["--preset", "default"], "different network"),
         (["--preset", "tiny", "--val-fraction", "0.5"], "trained on"),
         (["--preset", "tiny", "--anti-loop", "1.5"], "anti-loop"),
+        (["--preset", "tiny", "--keep", "worst"], "keep must be best or last"),
     ]
     for args, message in cases:
         result = runner.invoke(app, [*base, *args])

@@ -7,7 +7,7 @@ Run directory:
     history.json     per-epoch loss/accuracy, train and held-out; history.png plots it
     state.json       epoch, best held-out loss, patience used: what a resumed run continues from
     checkpoints/     last.keras (with optimizer state) and best.keras
-    model.keras      the best weights, written when training ends
+    model.keras      the best weights (or the last: keep="last"), written when training ends
     metrics.json     held-out loss and accuracy of model.keras
 """
 
@@ -61,6 +61,7 @@ class TrainOptions:
     workers: int | None = None  # parsing processes; None: one per core
     anti_loop: float = 0.0  # extra share of each batch made of short stretches repeated (DITTO, loops.py)
     init: str | None = None  # a run dir whose model.keras weights this run starts from (fine-tuning)
+    keep: str = "best"  # which epoch becomes model.keras: best held-out loss, or the last one
 
 
 def _window_dataset(
@@ -208,6 +209,8 @@ def train(opts: TrainOptions) -> dict:
     run = Path(opts.out)
     if opts.epochs < 1 or opts.batch_size < 1 or opts.patience < 1:
         raise ValueError("epochs, batch size and patience must each be at least 1")
+    if opts.keep not in ("best", "last"):
+        raise ValueError(f"keep must be best or last, got {opts.keep!r}")
     if not 0 <= opts.anti_loop < 1:
         raise ValueError(f"anti-loop share must be at least 0 and below 1, got {opts.anti_loop}")
     codec = Codec(Grid())
@@ -215,7 +218,8 @@ def train(opts: TrainOptions) -> dict:
     state = {"epoch": 0, "best": None, "wait": 0, "history": []}
     if state_path.exists():
         saved = json.loads((run / "config.json").read_text())
-        if saved["options"] | {"epochs": opts.epochs} != asdict(opts) | {"epochs": opts.epochs}:
+        free = {"epochs": opts.epochs, "keep": opts.keep}  # may change when resuming
+        if saved["options"] | free != asdict(opts) | free:
             raise ValueError(f"{run} holds a run with other settings; use another --out or delete it")
         state = json.loads(state_path.read_text())
         codec = Codec.from_json((run / "codec.json").read_text())  # the codec it began with
@@ -330,13 +334,14 @@ def train(opts: TrainOptions) -> dict:
         )
     else:
         log.info("%s already finished training (epoch %d); writing its final model", run, state["epoch"])
-    best = keras.models.load_model(run / "checkpoints" / "best.keras")
+    best = keras.models.load_model(run / "checkpoints" / f"{opts.keep}.keras")
     best.save(run / "model.keras")
     loss, acc = best.evaluate(val_data, verbose=0)
     metrics = {
         "held_out_loss": float(loss),
         "held_out_accuracy": float(acc),
         "best_epoch": int(state["best_epoch"]),
+        "kept_epoch": int(state["best_epoch"] if opts.keep == "best" else state["epoch"]),
         "epochs_run": int(state["epoch"]),
         "train_tokens_per_second": keeper.tokens_per_second(),
         "vocab_size": len(codec),
