@@ -111,6 +111,15 @@ def train(
             "shipped model used.",
         ),
     ] = 0.0,
+    loop_period: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="With --anti-loop: the longest loop of its own greedy output, in events, to train "
+            "against (longer than 8 counts only when played three times running).",
+        ),
+    ] = 8,
     keep: Annotated[
         str,
         typer.Option(
@@ -152,6 +161,7 @@ def train(
         anti_loop=anti_loop,
         init=str(init) if init else None,
         keep=keep,
+        loop_period=loop_period,
     )
     metrics = run_training(opts)
     typer.echo(

@@ -205,6 +205,17 @@ def test_own_loops_are_the_loops_greedy_decoding_falls_into_after_the_primer():
     assert loops.own_loops(_Cycler(walk, len(codec)), codec, primers, 16) == []
 
 
+def test_a_long_phrase_is_a_loop_only_when_played_three_times_running():
+    phrase = [(i,) for i in range(10)]
+    other = [(100 + i,) for i in range(5)]
+    assert loops._first_loop(other + phrase + phrase + other, 16) is None  # AAB: a repeat
+    assert loops._first_loop(other + phrase * 3, 16) == (5, 10)
+    assert loops._first_loop(other + phrase * 3, 8) is None  # longer than asked for
+    assert loops._first_loop(other + [(7,), (8,)] * 2, 16) == (5, 2)  # short: twice is enough
+    assert loops._first_loop(phrase * 3, 16, first=1) is None  # from event 1: not three copies
+    assert loops._first_loop(phrase * 4, 16, first=1) == (1, 10)
+
+
 def test_init_must_be_the_same_network_and_must_not_have_seen_the_held_out_files(
     tmp_path, tiny_run, midi_folder
 ):

@@ -135,11 +135,15 @@ def own_loops(
 
 
 def _first_loop(events: list[tuple], max_events: int, first: int = 0) -> tuple[int, int] | None:
-    """(start, period) of the first stretch from events[first] on that is two full copies of
-    1..max_events events."""
+    """(start, period) of the first stretch from events[first] on that is full copies of
+    1..max_events events: two for periods up to MAX_LOOP_EVENTS, three for longer ones (a phrase
+    played twice is the chorale's AAB form; a third time running, it is a loop)."""
     for s in range(first, len(events)):
         for p in range(1, max_events + 1):
-            if s + 2 * p <= len(events) and events[s : s + p] == events[s + p : s + 2 * p]:
+            copies = 2 if p <= MAX_LOOP_EVENTS else 3
+            if s + copies * p <= len(events) and all(
+                events[s : s + p] == events[s + c * p : s + (c + 1) * p] for c in range(1, copies)
+            ):
                 return s, p
     return None
 
@@ -156,7 +160,16 @@ def own_windows(
     return x, y
 
 
-def loop_finder(dataset, cfg, codec, seed: int, every: int, rollouts: int = 256, primer_len: int = 64):
+def loop_finder(
+    dataset,
+    cfg,
+    codec,
+    seed: int,
+    every: int,
+    max_events: int = MAX_LOOP_EVENTS,
+    rollouts: int = 256,
+    primer_len: int = 64,
+):
     """A Keras callback that, every `every` batches, continues `rollouts` stretches of the training
     music greedily with the weights as they are and gives the loops found to `dataset.own`
     (the anti-loop windows then come half from those, half from repeated stretches of the music)."""
@@ -187,8 +200,11 @@ def loop_finder(dataset, cfg, codec, seed: int, every: int, rollouts: int = 256,
             rng = np.random.default_rng((seed, dataset.epoch, batch))
             at = rng.choice(firsts, size=min(rollouts, len(firsts)), replace=False)
             primers = tokens[at[:, None] + np.arange(primer_len)[None, :]]
-            dataset.own = own_loops(step_model, codec, primers, 8 * primer_len)
-            self.rates.append(len(dataset.own) / len(primers))
+            length = (8 if max_events <= MAX_LOOP_EVENTS else 12) * primer_len  # room for 3 long copies
+            found = own_loops(step_model, codec, primers, length, max_events)
+            # a window must hold more than one copy for DITTO to have anything to train
+            dataset.own = [(m, st) for m, st in found if len(st) <= cfg.seq_len - 16]
+            self.rates.append(len(found) / len(primers))
             log.info("greedy loops in %d of %d continuations", len(dataset.own), len(primers))
 
     return LoopFinder()

@@ -61,6 +61,7 @@ class TrainOptions:
     workers: int | None = None  # parsing processes; None: one per core
     anti_loop: float = 0.0  # extra share of each batch made of short stretches repeated (DITTO, loops.py)
     init: str | None = None  # a run dir whose model.keras weights this run starts from (fine-tuning)
+    loop_period: int = loops.MAX_LOOP_EVENTS  # longest own greedy loop (events) --anti-loop trains against
     keep: str = "best"  # which epoch becomes model.keras: best held-out loss, or the last one
 
 
@@ -211,6 +212,8 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError("epochs, batch size and patience must each be at least 1")
     if opts.keep not in ("best", "last"):
         raise ValueError(f"keep must be best or last, got {opts.keep!r}")
+    if not 1 <= opts.loop_period <= 64:
+        raise ValueError(f"loop period must lie in 1..64 events, got {opts.loop_period}")
     if not 0 <= opts.anti_loop < 1:
         raise ValueError(f"anti-loop share must be at least 0 and below 1, got {opts.anti_loop}")
     codec = Codec(Grid())
@@ -219,7 +222,8 @@ def train(opts: TrainOptions) -> dict:
     if state_path.exists():
         saved = json.loads((run / "config.json").read_text())
         free = {"epochs": opts.epochs, "keep": opts.keep}  # may change when resuming
-        if saved["options"] | free != asdict(opts) | free:
+        # options added since the run began take their defaults
+        if asdict(TrainOptions(**saved["options"])) | free != asdict(opts) | free:
             raise ValueError(f"{run} holds a run with other settings; use another --out or delete it")
         state = json.loads(state_path.read_text())
         codec = Codec.from_json((run / "codec.json").read_text())  # the codec it began with
@@ -322,7 +326,12 @@ def train(opts: TrainOptions) -> dict:
     keeper = RunKeeper(run, state, opts.patience, train_data.windows_per_epoch * cfg.seq_len)
     callbacks = [keeper._make(keras)]
     if opts.anti_loop:  # first: its figure goes into the epoch's logs before RunKeeper writes them
-        callbacks.insert(0, loops.loop_finder(train_data, cfg, codec, opts.seed, every=LOOP_SEARCH_EVERY))
+        callbacks.insert(
+            0,
+            loops.loop_finder(
+                train_data, cfg, codec, opts.seed, every=LOOP_SEARCH_EVERY, max_events=opts.loop_period
+            ),
+        )
     if state["epoch"] < opts.epochs and state["wait"] < opts.patience:
         model.fit(
             train_data,
