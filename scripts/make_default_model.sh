@@ -6,14 +6,19 @@ cd "$(dirname "$0")/.."
 M=.venv/bin/midiseed
 $M data music21 --out data/bach
 $M train --data data/bach --out runs/default --preset default --epochs "${EPOCHS:-40}" --patience 5 --stride 64
-# then fine-tune it against greedy loops (DITTO windows, half from its own greedy loops)
+# then fine-tune it against its own greedy loops (DITTO windows; half of them from loops it falls
+# into): first loops of up to 8 events, then phrase-length ones (up to 32, three times running)
 $M train --data data/bach --out runs/default-ft --preset default --init runs/default --anti-loop 0.5 \
-  --learning-rate 3e-4 --epochs "${FT_EPOCHS:-3}" --patience 3 --stride 64
-$M export runs/default-ft --out models/default.onnx
-$M export runs/default-ft --out models/default-int8.onnx --int8 || echo "int8 refused (under 99% top-1 agreement): fp32 only"
+  --learning-rate 3e-4 --epochs 3 --patience 3 --stride 64 --keep last
+$M train --data data/bach --out runs/default-ft2 --preset default --init runs/default-ft --anti-loop 0.5 \
+  --loop-period 32 --learning-rate 3e-4 --epochs 2 --patience 3 --stride 64 --keep last
+$M export runs/default-ft2 --out models/default.onnx
+$M export runs/default-ft2 --out models/default-int8.onnx --int8 || echo "int8 refused (under 99% top-1 agreement): fp32 only"
 # the architecture we started from, on the same files (no transposition: it is ~8x slower per token)
 $M train --data data/bach --out runs/seed --preset seed --epochs "${SEED_EPOCHS:-8}" --patience 3 \
   --transpose 0 --stride 64 --batch-size 32
 $M export runs/seed --out runs/seed.onnx
-$M evaluate --model models/default.onnx --data data/bach
-$M evaluate --model runs/seed.onnx --data data/bach
+for model in models/default.onnx runs/seed.onnx; do
+  $M evaluate --model $model --data data/bach
+  $M evaluate --model $model --data data/bach --loop-period 32
+done
