@@ -26,6 +26,7 @@ from midiseed.generate import Generator
 from midiseed.sampling import Decoding
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events, transposition_range
+from midiseed.training.loops import MAX_LOOP_EVENTS
 
 DECODINGS = {
     "greedy": Decoding(),
@@ -33,7 +34,7 @@ DECODINGS = {
     "top_k_8": Decoding(temperature=1.0, top_k=8),
     "no_repeat_12": Decoding(no_repeat=12),
 }
-MAX_PERIOD = 8  # longest loop period, in events, that `looped_mask` looks for
+MAX_PERIOD = MAX_LOOP_EVENTS  # longest loop period, in events, that `looped_mask` looks for
 BASELINES = {"unigram": 1, "bigram": 2, "trigram": 3}
 
 

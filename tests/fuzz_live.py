@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from tests.jack import Daemon, Player, start_server
-from tests.soak import JackDump, _receivers_line, compare
+from tests.soak import JackDump, _receivers_line, compare, print_failures
 
 TICK = 0.003  # seconds between batches
 PER_TICK = 4  # messages a batch ...
@@ -317,10 +317,7 @@ def run(args: argparse.Namespace) -> int:
     missed = [p["at"] for p in phrases if not p["answered"]]
     if missed:
         print(f"  unanswered phrases at {missed} s")
-    for line in failures:
-        print(f"  FAIL {line}")
-    if failures:
-        print("  daemon log tail:\n" + "\n".join("    " + x for x in log.splitlines()[-30:]))
+    print_failures(failures, log, 30)
     if args.keep:
         print(f"  daemon config and log kept in {tmp}")
     else:

@@ -132,6 +132,14 @@ def compare(player: Player, dump: JackDump) -> dict:
     }
 
 
+def print_failures(failures: list[str], log: str, tail: int) -> None:
+    """Each failed check, then the daemon log's last `tail` lines if any failed."""
+    for line in failures:
+        print(f"  FAIL {line}")
+    if failures:
+        print("  daemon log tail:\n" + "\n".join("    " + x for x in log.splitlines()[-tail:]))
+
+
 def _receivers_line(r: dict) -> str:
     if "dump_messages" not in r:
         return f"Player {r['player_messages']} messages (jack_midi_dump not installed: no cross-check)"
@@ -355,10 +363,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(stuck)} stuck notes, exit {status}"
     )
     print(f"  receivers: {_receivers_line(receivers)}")
-    for line in failures:
-        print(f"  FAIL {line}")
-    if failures:
-        print("  daemon log tail:\n" + "\n".join("    " + x for x in log.splitlines()[-20:]))
+    print_failures(failures, log, 20)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 1 if failures else 0

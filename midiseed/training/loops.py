@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 MLE = -1
 IGNORE = -2
-MAX_LOOP_EVENTS = 8  # stretches of 1..8 events, the loop periods `midiseed evaluate` counts
+MAX_LOOP_EVENTS = 8  # a loop's longest period in events, here and in `midiseed evaluate`
 
 
 def event_ends(tokens: np.ndarray, offsets: np.ndarray, first_duration: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +205,12 @@ def loop_finder(
             # a window must hold more than one copy for DITTO to have anything to train
             dataset.own = [(m, st) for m, st in found if len(st) <= cfg.seq_len - 16]
             self.rates.append(len(found) / len(primers))
-            log.info("greedy loops in %d of %d continuations", len(dataset.own), len(primers))
+            log.info(
+                "greedy loops in %d of %d continuations (%d short enough to train on)",
+                len(found),
+                len(primers),
+                len(dataset.own),
+            )
 
     return LoopFinder()
 
