@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="midiseed-test-cache-")  # never the user's cache
 
-from midiseed.midifile import write_notes
+from midiseed.runtime.midifile import write_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MIDI = ROOT.parent / "shared" / "test-midi-files" / "midi"

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every file again, one at a time here: its time, and the same verdict as the pool's. Files the
     # pool saw crash or run out of time stay out (they would take this process with them).
     longest, longest_file = 0.0, ""
-    from midiseed.codec import Grid
+    from midiseed.runtime.codec import Grid
 
     _read_one((str(SOURCES / "test-c-major-scale.mid"), Grid(), False))  # imports the parser: not timed
 

@@ -211,7 +211,7 @@ def deviations(times: list[float], bounds: list[float], step: float, origin: flo
 
 
 def run(args: argparse.Namespace) -> int:
-    from midiseed.engine import Engine
+    from midiseed.runtime.engine import Engine
 
     spb = Engine(args.model, provider="cpu").codec.grid.steps_per_beat
     step = 60.0 / (args.bpm * spb)

@@ -83,9 +83,9 @@ def test_a_failing_section_is_reported_not_raised():
 
 
 def test_no_model_at_all_is_a_clear_value_error(monkeypatch, tmp_path):
-    import midiseed.engine
+    import midiseed.runtime.engine
 
-    monkeypatch.setattr(midiseed.engine, "DEFAULT_MODEL", tmp_path / "none.onnx")
+    monkeypatch.setattr(midiseed.runtime.engine, "DEFAULT_MODEL", tmp_path / "none.onnx")
     with pytest.raises(ValueError, match="no model to measure"):
         bench.resolve_model(None)
     with pytest.raises(ValueError, match="does not exist"):

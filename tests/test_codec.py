@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from midiseed.codec import (
+from midiseed.runtime.codec import (
     Codec,
     CodecError,
     Event,
@@ -142,7 +142,7 @@ def test_bad_note_names(bad):
 
 
 def test_grammar_allows_held_pitches_only_while_sounding_and_not_for_ever():
-    from midiseed.sampling import Grammar
+    from midiseed.runtime.sampling import Grammar
 
     codec = Codec()
     grammar = Grammar(codec, max_hold_steps=8)

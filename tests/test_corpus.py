@@ -7,8 +7,8 @@ import mido
 import numpy as np
 import pytest
 
-from midiseed.codec import Grid, events_to_notes, notes_to_events
-from midiseed.midifile import MidiReadError, read_notes, write_notes
+from midiseed.runtime.codec import Grid, events_to_notes, notes_to_events
+from midiseed.runtime.midifile import MidiReadError, read_notes, write_notes
 from midiseed.training.corpus import (
     TRANSIENT,
     DataError,

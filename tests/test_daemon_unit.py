@@ -8,13 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from midiseed.cli import app
-from midiseed.codec import Codec, Event
 from midiseed.daemon.config import Config, ConfigError, load, override
 from midiseed.daemon.core import Performer, parse
 from midiseed.daemon.listener import Listener
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
-from midiseed.sampling import Decoding
+from midiseed.runtime.codec import Codec, Event
+from midiseed.runtime.sampling import Decoding
 
 runner = CliRunner()
 SCRIPT = [Event((60,), (False,), 4), Event((62, 64), (False, False), 2), Event((62, 64), (True, True), 2)]
@@ -272,7 +272,7 @@ def test_config_file_errors_name_the_key(tmp_path):
 
 
 def test_shipped_config_documents_every_key_with_its_default():
-    from midiseed.cli import DEFAULT_CONFIG
+    from midiseed.cli.serve import DEFAULT_CONFIG
     from midiseed.daemon.config import SECTIONS
 
     assert load(DEFAULT_CONFIG) == Config()

@@ -8,8 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from midiseed.codec import Event
-from midiseed.engine import Engine, read_info
 from midiseed.evaluate import (
     NGram,
     distinct_ngrams,
@@ -22,6 +20,8 @@ from midiseed.evaluate import (
     score_ngram,
     tv_distance,
 )
+from midiseed.runtime.codec import Event
+from midiseed.runtime.engine import Engine, read_info
 
 PIECES = [np.array([1, 2, 3, 1, 2, 3, 1, 2, 4]), np.array([5, 6, 1, 2, 3]), np.array([7])]
 

@@ -8,12 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from midiseed.cli import app
-from midiseed.codec import Event
-from midiseed.engine import Engine, ModelError
 from midiseed.export.errors import ExportError
 from midiseed.export.onnx_export import export, node_types
-from midiseed.generate import Generator, parse_seed_notes
-from midiseed.sampling import Decoding
+from midiseed.runtime.codec import Event
+from midiseed.runtime.engine import Engine, ModelError
+from midiseed.runtime.generate import Generator, parse_seed_notes
+from midiseed.runtime.sampling import Decoding
 
 runner = CliRunner()
 
@@ -198,7 +198,7 @@ def test_generate_cli_seed_file_and_bad_seeds(tiny_onnx, tmp_path):
 
 
 def test_shipped_default_model_generates_in_time(tmp_path):
-    from midiseed.engine import DEFAULT_MODEL
+    from midiseed.runtime.engine import DEFAULT_MODEL
 
     engine = Engine()  # no path: the shipped model
     assert engine.path == DEFAULT_MODEL and engine.info.preset == "default"

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from midiseed.cli import app
-from midiseed.codec import Codec, Event, Grid
+from midiseed.runtime.codec import Codec, Event, Grid
 from midiseed.training import loops
 from midiseed.training.dataset import encode_pieces
 from midiseed.training.train import TrainOptions, train

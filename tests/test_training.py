@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from midiseed.cli import app
-from midiseed.codec import Codec
+from midiseed.runtime.codec import Codec
 from midiseed.training.train import TrainOptions, train
 
 runner = CliRunner()
@@ -140,7 +140,7 @@ def test_data_music21_writes_midi_files(tmp_path):
 
 def test_importing_the_daemon_and_cli_never_imports_tensorflow():
     code = (
-        "import sys, midiseed.cli, midiseed.daemon.service, midiseed.evaluate, midiseed.generate; "
+        "import sys, midiseed.cli, midiseed.daemon.service, midiseed.evaluate, midiseed.runtime.generate; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'music21')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -21,7 +21,7 @@ LAKH_GOAL_MINUTES = 30.0
 
 def bench_data(model: Path, data_dir: Path, quick: bool) -> dict[str, Any]:
     """Read + tokenise a MIDI folder on one core and on all, and music21's parser on a few files."""
-    from midiseed.engine import read_info
+    from midiseed.runtime.engine import read_info
     from midiseed.training.corpus import find_midi_files, load_corpus
     from midiseed.training.dataset import encode_pieces, piece_events
 

@@ -19,7 +19,7 @@ INT8_AGREEMENT_GOAL = 0.99
 
 
 def _cpu_engine(path: Path):
-    from midiseed.engine import Engine
+    from midiseed.runtime.engine import Engine
 
     return Engine(path, provider="cpu", threads=1)
 
@@ -65,7 +65,7 @@ def bench_step(model: Path, steps: int = 5000, warmup: int = 500) -> dict[str, A
 
 def _event_times(engine, count: int) -> dict[str, float]:
     """Generator.next_event as the daemon calls it: greedy, grammar mask, state carried."""
-    from midiseed.generate import Generator, parse_seed_notes
+    from midiseed.runtime.generate import Generator, parse_seed_notes
 
     gen = Generator(engine)
     gen.prime(parse_seed_notes("C4+E4+G4 D4 E4 F4 G4:2", engine.codec.grid.steps_per_beat))
@@ -106,8 +106,8 @@ def bench_seed_style(model: Path, ours_p50_ms: float | None, quick: bool, tmp: P
         import tf2onnx  # noqa: F401
     except ImportError as err:
         raise Skip(f"needs tf2onnx (the [train] extra): {err}") from err
-    from midiseed.engine import read_info
     from midiseed.export.onnx_export import convert
+    from midiseed.runtime.engine import read_info
     from midiseed.training.model import build_model, copy_weights, preset_config
 
     vocab = len(read_info(model).codec)
@@ -185,7 +185,7 @@ def weight_bytes(model: Path) -> tuple[int, str]:
         import onnx
         from onnx import numpy_helper
     except ImportError:
-        from midiseed.engine import read_info
+        from midiseed.runtime.engine import read_info
         from midiseed.training.model import ModelConfig, weight_count
 
         cfg = ModelConfig.from_dict(read_info(model).model)
@@ -260,7 +260,7 @@ def quantize_int8(model: Path, out: Path) -> Path:
 
 def bench_int8(model: Path, quick: bool, tmp: Path) -> dict[str, Any]:
     """fp32 vs int8: step times in interleaved blocks, then top-1 agreement on one greedy stream."""
-    from midiseed.codec import Event
+    from midiseed.runtime.codec import Event
 
     int8_path = quantize_int8(model, tmp / "int8.onnx")
     engines = {"fp32": _cpu_engine(model), "int8": _cpu_engine(int8_path)}

@@ -114,7 +114,7 @@ def bench_reaction(model: Path, tmp: Path, watch: PortWatch, jack: JackServer, q
 
 def bench_jitter(model: Path, tmp: Path, watch: PortWatch, quick: bool) -> dict[str, Any]:
     """A steady stream at 120 and 180 bpm: each onset's distance from the ideal sixteenth grid."""
-    from midiseed.engine import read_info
+    from midiseed.runtime.engine import read_info
 
     steps_per_beat = read_info(model).codec.grid.steps_per_beat
     seconds = 10.0 if quick else 60.0
@@ -159,7 +159,7 @@ def bench_clock(
 ) -> dict[str, Any]:
     """Follow a MIDI clock ramping 90 -> 150 bpm: each answer note-on against the pulse it belongs on."""
     from midiseed.daemon.tempo import CLOCKS_PER_BEAT
-    from midiseed.engine import read_info
+    from midiseed.runtime.engine import read_info
 
     pulses_per_step = CLOCKS_PER_BEAT // read_info(model).codec.grid.steps_per_beat
     seconds = 8.0 if quick else 20.0

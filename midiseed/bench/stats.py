@@ -132,7 +132,7 @@ def machine_info() -> dict[str, Any]:
 
 def resolve_model(model: Path | None) -> Path:
     """The model file to measure: the one given, else the shipped default; ValueError if neither exists."""
-    from midiseed.engine import DEFAULT_MODEL
+    from midiseed.runtime.engine import DEFAULT_MODEL
 
     if model is not None:
         path = Path(model)

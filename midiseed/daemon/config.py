@@ -12,8 +12,10 @@ from typing import Any
 
 import tomllib
 
+from midiseed.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration value or file that cannot be used; the message names the key."""
 
 

@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from midiseed.codec import Event
 from midiseed.daemon.config import Config
 from midiseed.daemon.listener import Listener
 from midiseed.daemon.notes import NoteTracker
-from midiseed.generate import Generator
+from midiseed.runtime.codec import Event
+from midiseed.runtime.generate import Generator
 
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from midiseed.codec import Event, Grid, notes_to_events
+from midiseed.runtime.codec import Event, Grid, notes_to_events
 
 
 @dataclass

@@ -17,13 +17,15 @@ import os
 import sys
 import time
 
+from midiseed.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
 QUEUE_SIZE = 16384  # messages rtmidi keeps between two polls (a flood beyond it is dropped there)
 
 
-class PortError(Exception):
+class PortError(UserError):
     """No usable MIDI system, or a port that cannot be opened; the message says what to do."""
 
 

@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from midiseed.midifile import write_messages
+from midiseed.runtime.midifile import write_messages
 
 log = logging.getLogger(__name__)
 

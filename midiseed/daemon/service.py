@@ -24,9 +24,9 @@ from midiseed.daemon.ports import Ports, choose_backend
 from midiseed.daemon.recorder import Recorder
 from midiseed.daemon.status import StatusServer, snapshot, socket_path
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
-from midiseed.engine import Engine
-from midiseed.generate import Generator
-from midiseed.sampling import Decoding
+from midiseed.runtime.engine import Engine
+from midiseed.runtime.generate import Generator
+from midiseed.runtime.sampling import Decoding
 
 log = logging.getLogger("midiseed.serve")
 # what a reload cannot change: the ports and the time source live as long as the process

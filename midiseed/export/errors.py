@@ -1,5 +1,7 @@
 """Export's user-facing error, importable without TensorFlow."""
 
+from midiseed.errors import UserError
 
-class ExportError(Exception):
+
+class ExportError(UserError):
     """A run directory or output that cannot be exported; the message says which and why."""

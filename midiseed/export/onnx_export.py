@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import Codec
 from midiseed.export.errors import ExportError
+from midiseed.runtime.codec import Codec
 from midiseed.training.model import ModelConfig, build_model, copy_weights
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
 
 def check_parity(trained, path: Path, windows: np.ndarray, int8: bool) -> dict:
     """onnxruntime vs Keras on held-out windows; streaming token by token vs one call. Raises on failure."""
-    from midiseed.engine import Engine
+    from midiseed.runtime.engine import Engine
 
     engine = Engine(path, provider="cpu")
     keras_p = _softmax(np.asarray(trained.predict(windows, verbose=0), dtype=np.float64))

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import CODEC_VERSION, Grid
-from midiseed.midifile import MidiReadError, read_notes
+from midiseed.errors import UserError
+from midiseed.runtime.codec import CODEC_VERSION, Grid
+from midiseed.runtime.midifile import MidiReadError, read_notes
 
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
@@ -31,7 +32,7 @@ CACHE_FORMAT = 1
 TRANSIENT = ("the parser crashed", "parsing took longer than", "unexpected error: ")
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data folder that cannot be used; the message says which and why."""
 
 

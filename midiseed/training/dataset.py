@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midiseed.codec import Codec, Event, Grid, notes_to_events
+from midiseed.errors import BadValue
+from midiseed.runtime.codec import Codec, Event, Grid, notes_to_events
 
 
 @dataclass
@@ -67,9 +68,9 @@ def transposition_range(spec: str) -> list[int]:
         else:
             lo = hi = int(spec)
     except ValueError as err:
-        raise ValueError(f"transpose must look like -5..6 or 0, got {spec!r}") from err
+        raise BadValue(f"transpose must look like -5..6 or 0, got {spec!r}") from err
     if lo > hi or lo < -24 or hi > 24:
-        raise ValueError(f"transpose range must lie within -24..24 and be ordered, got {spec!r}")
+        raise BadValue(f"transpose range must lie within -24..24 and be ordered, got {spec!r}")
     return list(range(lo, hi + 1))
 
 

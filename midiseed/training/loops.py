@@ -101,7 +101,7 @@ def own_loops(
 
     `step_model` is the stateful form (`build_model(cfg, stateful=True)`) holding current weights.
     Primers should begin at an event's first token."""
-    from midiseed.sampling import Grammar
+    from midiseed.runtime.sampling import Grammar
 
     batch = len(primers)
     state = [np.zeros((batch, int(s.shape[-1])), dtype=np.float32) for s in step_model.inputs[1:]]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from midiseed.errors import BadValue
+
 PRESETS: dict[str, dict] = {
     # the project we grew from: 3 x LSTM(512), dense 256, 100-event windows
     "seed": {
@@ -53,7 +55,7 @@ class ModelConfig:
 def preset_config(preset: str, vocab_size: int, **overrides) -> ModelConfig:
     """The ModelConfig of a named preset, with explicit overrides (None means keep)."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise BadValue(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = ModelConfig(vocab_size=vocab_size, **PRESETS[preset])
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import Codec, Grid
+from midiseed.errors import BadValue
+from midiseed.runtime.codec import Codec, Grid
 from midiseed.training import loops
 from midiseed.training.corpus import DataError, load_corpus, split_by_file
 from midiseed.training.dataset import (
@@ -209,13 +210,13 @@ def train(opts: TrainOptions) -> dict:
 
     run = Path(opts.out)
     if opts.epochs < 1 or opts.batch_size < 1 or opts.patience < 1:
-        raise ValueError("epochs, batch size and patience must each be at least 1")
+        raise BadValue("epochs, batch size and patience must each be at least 1")
     if opts.keep not in ("best", "last"):
-        raise ValueError(f"keep must be best or last, got {opts.keep!r}")
+        raise BadValue(f"keep must be best or last, got {opts.keep!r}")
     if not 1 <= opts.loop_period <= 64:
-        raise ValueError(f"loop period must lie in 1..64 events, got {opts.loop_period}")
+        raise BadValue(f"loop period must lie in 1..64 events, got {opts.loop_period}")
     if not 0 <= opts.anti_loop < 1:
-        raise ValueError(f"anti-loop share must be at least 0 and below 1, got {opts.anti_loop}")
+        raise BadValue(f"anti-loop share must be at least 0 and below 1, got {opts.anti_loop}")
     codec = Codec(Grid())
     state_path = run / "state.json"
     state = {"epoch": 0, "best": None, "wait": 0, "history": []}
@@ -224,7 +225,7 @@ def train(opts: TrainOptions) -> dict:
         free = {"epochs": opts.epochs, "keep": opts.keep}  # may change when resuming
         # options added since the run began take their defaults
         if asdict(TrainOptions(**saved["options"])) | free != asdict(opts) | free:
-            raise ValueError(f"{run} holds a run with other settings; use another --out or delete it")
+            raise BadValue(f"{run} holds a run with other settings; use another --out or delete it")
         state = json.loads(state_path.read_text())
         codec = Codec.from_json((run / "codec.json").read_text())  # the codec it began with
         log.info("resuming %s after epoch %d", run, state["epoch"])
@@ -368,16 +369,16 @@ def check_init(init: Path, cfg, codec: Codec, split: dict) -> None:
         init_codec = Codec.from_json((init / "codec.json").read_text())
         init_split = json.loads((init / "split.json").read_text())
     except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"--init {init} is not a finished run directory: {err}") from None
+        raise BadValue(f"--init {init} is not a finished run directory: {err}") from None
     if not (init / "model.keras").is_file():
-        raise ValueError(f"--init {init} has no model.keras; finish its training first")
+        raise BadValue(f"--init {init} has no model.keras; finish its training first")
     if config.get("model") != cfg.to_dict():
-        raise ValueError(f"--init {init} holds a different network ({config.get('preset')}) from this run's")
+        raise BadValue(f"--init {init} holds a different network ({config.get('preset')}) from this run's")
     if init_codec.keys != codec.keys or init_codec.grid != codec.grid:
-        raise ValueError(f"--init {init} uses another token codec")
+        raise BadValue(f"--init {init} uses another token codec")
     leaked = set(init_split.get("train", [])) & set(split["held_out"])
     if leaked:
-        raise ValueError(
+        raise BadValue(
             f"--init {init} trained on {len(leaked)} of the files this run holds out "
             f"(e.g. {sorted(leaked)[0]}); use the same data folder and --val-fraction"
         )

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import Codec, CodecError
+from midiseed.errors import BadValue, UserError
+from midiseed.runtime.codec import Codec, CodecError
 
 log = logging.getLogger(__name__)
 META = "midiseed."
 REQUIRED = ("codec", "model", "io", "preset")
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # the shipped default model; the README installs from a checkout, so it lives beside the package
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
 
 
-class ModelError(Exception):
+class ModelError(UserError):
     """A model file that cannot be used; the message names the file and why."""
 
 
@@ -97,7 +98,7 @@ class Engine:
         import onnxruntime as ort
 
         if provider not in ("auto", *PROVIDERS):
-            raise ValueError(f"provider must be auto, cpu or cuda, got {provider!r}")
+            raise BadValue(f"provider must be auto, cpu or cuda, got {provider!r}")
         self.path = Path(path) if path else DEFAULT_MODEL
         ort.set_default_logger_severity(3)  # onnxruntime's fallback warnings would drown the log
         options = ort.SessionOptions()

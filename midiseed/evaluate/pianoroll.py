@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import Grid
+from midiseed.errors import BadValue
+from midiseed.runtime.codec import Grid
 
 
 def draw(notes: np.ndarray, seed_steps: int, grid: Grid, path: Path) -> None:
@@ -14,7 +15,7 @@ def draw(notes: np.ndarray, seed_steps: int, grid: Grid, path: Path) -> None:
     try:
         import matplotlib
     except ImportError as err:
-        raise ValueError("--png needs matplotlib: pip install 'midiseed[train]'") from err
+        raise BadValue("--png needs matplotlib: pip install 'midiseed[train]'") from err
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

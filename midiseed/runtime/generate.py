@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from midiseed.codec import CodecError, Event, parse_note_name
-from midiseed.engine import Engine
-from midiseed.sampling import Decoding, Grammar, banned_by_no_repeat, choose
+from midiseed.runtime.codec import CodecError, Event, parse_note_name
+from midiseed.runtime.engine import Engine
+from midiseed.runtime.sampling import Decoding, Grammar, banned_by_no_repeat, choose
 
 
 class Generator:

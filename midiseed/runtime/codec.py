@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from midiseed.errors import UserError
+
 CODEC_VERSION = 1
 
 
-class CodecError(ValueError):
+class CodecError(UserError, ValueError):
     """A token, key or codec description that this codec cannot read."""
 
 

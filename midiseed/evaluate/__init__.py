@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import Event
-from midiseed.engine import Engine
-from midiseed.generate import Generator
-from midiseed.sampling import Decoding
+from midiseed.errors import BadValue
+from midiseed.runtime.codec import Event
+from midiseed.runtime.engine import Engine
+from midiseed.runtime.generate import Generator
+from midiseed.runtime.sampling import Decoding
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events, transposition_range
 from midiseed.training.loops import MAX_LOOP_EVENTS
@@ -240,20 +241,18 @@ def evaluate(
     engine = Engine(model_path, provider="cpu")
     codec, grid, meta = engine.codec, engine.codec.grid, engine.info.meta
     if not isinstance(meta.get("split"), dict) or "train" not in meta["split"]:
-        raise ValueError(f"{engine.path} records no training split; re-export it with `midiseed export`")
+        raise BadValue(f"{engine.path} records no training split; re-export it with `midiseed export`")
     train_names = set(meta["split"]["train"])
     corpus = load_corpus(Path(data_dir), grid)
     train_notes = [n for f, n in zip(corpus.files, corpus.notes) if f in train_names]
     eval_notes = [n for f, n in zip(corpus.files, corpus.notes) if f not in train_names]
     if not corpus.files:
-        raise ValueError(f"{data_dir} has no readable MIDI files ({len(corpus.skipped)} skipped)")
+        raise BadValue(f"{data_dir} has no readable MIDI files ({len(corpus.skipped)} skipped)")
     if not eval_notes:
         n = len(corpus.files)
-        raise ValueError(f"{data_dir} holds only the model's {n} training files; nothing is left to evaluate")
+        raise BadValue(f"{data_dir} holds only the model's {n} training files; nothing is left to evaluate")
     if not train_notes:
-        raise ValueError(
-            f"{data_dir} holds none of the model's training files, so no baselines can be fitted"
-        )
+        raise BadValue(f"{data_dir} holds none of the model's training files, so no baselines can be fitted")
 
     transpose = str((meta.get("data") or {}).get("transpose", "0"))
     train_tokens = [codec.encode(p) for p in piece_events(train_notes, grid, transposition_range(transpose))]

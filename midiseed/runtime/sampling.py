@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midiseed.codec import Codec, Event, EventReader
+from midiseed.errors import BadValue
+from midiseed.runtime.codec import Codec, Event, EventReader
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,11 @@ class Decoding:
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 10:
-            raise ValueError(f"temperature must be in 0..10, got {self.temperature}")
+            raise BadValue(f"temperature must be in 0..10, got {self.temperature}")
         if self.top_k < 0:
-            raise ValueError(f"top_k must be 0 or more, got {self.top_k}")
+            raise BadValue(f"top_k must be 0 or more, got {self.top_k}")
         if self.no_repeat < 0 or self.no_repeat == 1:
-            raise ValueError(f"no_repeat must be 0 (off) or 2 or more, got {self.no_repeat}")
+            raise BadValue(f"no_repeat must be 0 (off) or 2 or more, got {self.no_repeat}")
 
 
 class Grammar:

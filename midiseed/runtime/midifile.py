@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.codec import Grid
+from midiseed.errors import UserError
+from midiseed.runtime.codec import Grid
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a "MIDI file" larger than this is not one we want to learn from
 MAX_NOTES = 2_000_000
 
 
-class MidiReadError(Exception):
+class MidiReadError(UserError):
     """A MIDI file that cannot be read; the message says why."""
 
 

@@ -1,0 +1,44 @@
+"""The Typer app, logging set-up and the one place that turns user errors into exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+
+import typer
+
+from midiseed.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A real-time MIDI generator.")
+data_app = typer.Typer(no_args_is_help=True, help="Prepare training data.")
+app.add_typer(data_app, name="data")
+
+log = logging.getLogger("midiseed")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log lines to stderr (the CLI's own output goes to stdout)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def user_errors(fn):
+    """Turn the errors a user can cause (`UserError`) into one line on stderr and exit status 2.
+    Anything else is a bug: it keeps its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
