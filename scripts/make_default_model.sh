@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How models/default.onnx was made (see models/MODEL_CARD.md for the figures of the shipped one).
+# How midiseed/models/default.onnx was made (see midiseed/models/MODEL_CARD.md for the figures of the shipped one).
 # Takes hours on a 2-core CPU; on a GPU box, train with KERAS_BACKEND=jax and export here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,13 +12,13 @@ $M train --data data/bach --out runs/default-ft --preset default --init runs/def
   --learning-rate 3e-4 --epochs 3 --patience 3 --stride 64 --keep last
 $M train --data data/bach --out runs/default-ft2 --preset default --init runs/default-ft --anti-loop 0.5 \
   --loop-period 32 --learning-rate 3e-4 --epochs 2 --patience 3 --stride 64 --keep last
-$M export runs/default-ft2 --out models/default.onnx
-$M export runs/default-ft2 --out models/default-int8.onnx --int8 || echo "int8 refused (under 99% top-1 agreement): fp32 only"
+$M export runs/default-ft2 --out midiseed/models/default.onnx
+$M export runs/default-ft2 --out midiseed/models/default-int8.onnx --int8 || echo "int8 refused (under 99% top-1 agreement): fp32 only"
 # the architecture we started from, on the same files (no transposition: it is ~8x slower per token)
 $M train --data data/bach --out runs/seed --preset seed --epochs "${SEED_EPOCHS:-8}" --patience 3 \
   --transpose 0 --stride 64 --batch-size 32
 $M export runs/seed --out runs/seed.onnx
-for model in models/default.onnx runs/seed.onnx; do
+for model in midiseed/models/default.onnx runs/seed.onnx; do
   $M evaluate --model $model --data data/bach
   $M evaluate --model $model --data data/bach --loop-period 32
 done

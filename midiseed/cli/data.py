@@ -19,7 +19,7 @@ def data_music21(
 ) -> None:
     """Write pieces from the corpus bundled with music21 as .mid files (offline training data)."""
     setup_logging()
-    from midiseed.training.corpus import export_music21
+    from midiseed.training.music21_export import export_music21
 
     written = export_music21(out, composer, limit)
     typer.echo(f"wrote {len(written)} MIDI files to {out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,8 @@ import typer
 from midiseed.cli._app import app, setup_logging, user_errors
 from midiseed.errors import UserError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
+# The default config travels inside the package, beside the shipped models.
+DEFAULT_CONFIG = Path(str(files("midiseed") / "config.toml"))
 
 
 @app.command()

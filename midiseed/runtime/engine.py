@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ META = "midiseed."
 REQUIRED = ("codec", "model", "io", "preset")
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # the shipped default model; the README installs from a checkout, so it lives beside the package
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+# The shipped models travel inside the package (wheel or checkout alike).
+SHIPPED_MODELS = Path(str(files("midiseed") / "models"))
+DEFAULT_MODEL = SHIPPED_MODELS / "default.onnx"
 
 
 class ModelError(UserError):
