@@ -1,0 +1,166 @@
+"""The token store: every file of a MIDI folder as codec ids in uint16 shards, plus a manifest.
+
+Layout of a store folder (see `tokenize` for how it is written, `TokenStore` for reading it):
+
+- ``store.json``: format, codec (its JSON), include_drums, the limits used, the live shards and
+  their token counts, and the name of the current manifest. Replaced atomically, last, so it
+  always names a complete manifest and complete shards.
+- ``manifest-<generation>.jsonl``: one JSON object a line per file: ``path``, ``collection``,
+  ``size``, ``mtime_ns``, ``sha1``, and either ``shard``/``offset``/``tokens``/``cuts`` or
+  ``skipped`` (the reason; ``retry`` is true when the reason may be the machine's fault).
+- ``shard-<id>.u2``: raw little-endian uint16 token ids, files back to back; a file's tokens
+  never span two shards. A shard is written once and never changed: a re-run writes new shards,
+  and copies the live files out of a shard that became more than half dead (then deletes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from midiseed.runtime.codec import Codec, CodecError
+from midiseed.training.corpus import DataError
+
+STORE_FORMAT = 1
+STORE_FILE = "store.json"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One tokenised MIDI file: where its tokens are in the store."""
+
+    path: str  # relative to the MIDI folder, "/"-separated
+    collection: str  # the first folder under the MIDI folder ("" for a file at its top)
+    shard: int  # which shard holds its tokens
+    offset: int  # index of its first token in that shard
+    tokens: int  # how many tokens (>= 1: files with no tokens are skipped, with a reason)
+    sha1: str  # content hash of the MIDI file
+
+
+@dataclass
+class TokenStore:
+    """A store opened for reading. Shards are memory-mapped on first use, so opening costs only
+    the manifest (about 200 bytes a file)."""
+
+    root: Path
+    codec: Codec
+    include_drums: bool
+    files: list[StoredFile]  # sorted by path
+    skipped: dict[str, str]  # relative path -> reason it has no tokens
+    cuts: dict[str, list[str]]  # relative path -> what was cut to fit the codec/limits, with reasons
+    limits: dict = field(default_factory=dict)
+    shard_ids: list[int] = field(default_factory=list)  # live shard ids, index = shard number
+    _maps: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, root: Path) -> TokenStore:
+        """Open the store in `root`; DataError (one line) if it is not one or has another format."""
+        root = Path(root)
+        meta = read_meta(root)
+        try:
+            codec = Codec.from_json(json.dumps(meta["codec"]))
+        except CodecError as err:
+            raise DataError(f"token store {root}: {err}") from err
+        files, skipped, cuts = [], {}, {}
+        for entry in iter_manifest(root, meta):
+            if "skipped" in entry:
+                skipped[entry["path"]] = entry["skipped"]
+                continue
+            files.append(
+                StoredFile(
+                    entry["path"],
+                    entry["collection"],
+                    entry["shard"],
+                    entry["offset"],
+                    entry["tokens"],
+                    entry["sha1"],
+                )
+            )
+            if entry.get("cuts"):
+                cuts[entry["path"]] = entry["cuts"]
+        files.sort(key=lambda f: f.path)
+        return cls(
+            root=root,
+            codec=codec,
+            include_drums=bool(meta["include_drums"]),
+            files=files,
+            skipped=skipped,
+            cuts=cuts,
+            limits=meta.get("limits", {}),
+            shard_ids=[s["id"] for s in meta["shards"]],
+        )
+
+    @property
+    def shard_count(self) -> int:
+        return len(self.shard_ids)
+
+    def shard(self, i: int) -> np.ndarray:
+        """Shard `i` (0 <= i < shard_count) as a read-only uint16 memmap, cached."""
+        m = self._maps.get(i)
+        if m is None:
+            path = self.root / shard_name(self.shard_ids[i])
+            if path.stat().st_size == 0:
+                m = np.zeros(0, dtype="<u2")  # np.memmap refuses an empty file
+            else:
+                m = np.memmap(path, dtype="<u2", mode="r")
+            self._maps[i] = m
+        return m
+
+    def tokens_of(self, f: StoredFile) -> np.ndarray:
+        """The tokens of one file: a view into its shard."""
+        return self.shard(f.shard)[f.offset : f.offset + f.tokens]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(f.tokens for f in self.files)
+
+
+def shard_name(shard_id: int) -> str:
+    return f"shard-{shard_id:06d}.u2"
+
+
+def is_store(path: Path) -> bool:
+    """True when `path` is a folder holding a store (its store.json)."""
+    return (Path(path) / STORE_FILE).is_file()
+
+
+def store_for(midi_dir: Path) -> Path:
+    """Where `train --data MIDI_DIR` keeps that folder's store: under $XDG_CACHE_HOME/midiseed/stores/,
+    named by a hash of the folder's absolute path."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "midiseed" / "stores"
+    return base / hashlib.sha1(str(Path(midi_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def read_meta(root: Path) -> dict:
+    """store.json of the store in `root`, checked; DataError if it is missing or not ours."""
+    path = Path(root) / STORE_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        msg = f"{root} is not a token store (no {STORE_FILE}; make one with `midiseed data tokenize`)"
+        raise DataError(msg) from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"token store {root}: cannot read {STORE_FILE}: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise DataError(
+            f"token store {root} has format {found!r}; this midiseed reads format {STORE_FORMAT} "
+            "(re-run `midiseed data tokenize`)"
+        )
+    return meta
+
+
+def iter_manifest(root: Path, meta: dict):
+    """The manifest's entries (dicts), one per file, in the order written."""
+    path = Path(root) / meta["manifest"]
+    try:
+        with path.open() as fh:
+            for line in fh:
+                yield json.loads(line)
+    except (OSError, ValueError) as err:
+        raise DataError(f"token store {root}: cannot read its manifest {path.name}: {err}") from err
