@@ -13,13 +13,52 @@ from midiseed.cli._app import data_app, setup_logging, user_errors
 @data_app.command("music21")
 @user_errors
 def data_music21(
-    out: Annotated[Path, typer.Option(help="Folder to write the .mid files to.")],
-    composer: Annotated[str, typer.Option(help="A composer in music21's bundled corpus.")] = "bach",
-    limit: Annotated[int | None, typer.Option(min=1, help="Write at most this many pieces.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the .mid files to (one folder a collection).")],
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(help="A collection of music21's corpus (its top folder: bach, essenFolksong, ...)."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every collection music21 ships.")] = False,
+    composer: Annotated[
+        str | None, typer.Option(help="A composer; alone: that composer's pieces flat in OUT (bach).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many pieces a collection.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes (default: all cores).")] = None,
 ) -> None:
-    """Write pieces from the corpus bundled with music21 as .mid files (offline training data)."""
-    setup_logging()
-    from midiseed.training.music21_export import export_music21
+    """Write the corpus bundled with music21 as .mid files, one per piece (an ABC tune is a piece).
 
-    written = export_music21(out, composer, limit)
-    typer.echo(f"wrote {len(written)} MIDI files to {out}")
+    A re-run skips the pieces already written and those recorded as failed."""
+    setup_logging()
+    import sys
+    import time
+
+    from midiseed.training.music21_export import collections, export_music21
+
+    names = list(collections()) if all_ else (list(collection) if collection else None)
+    last = [0.0]
+
+    def progress(p) -> None:
+        # plain text on stderr: redrawn in place on a terminal, a line every 10 s in a log
+        now = time.monotonic()
+        if p.files_done < p.files_total and now - last[0] < (0.5 if sys.stderr.isatty() else 10.0):
+            return
+        last[0] = now
+        bar = "#" * (30 * p.files_done // max(p.files_total, 1))
+        line = (
+            f"[{bar:<30}] {p.files_done}/{p.files_total} files, {p.written} pieces written, "
+            f"{p.failed} failed, {p.seconds:.0f} s"
+        )
+        tty = sys.stderr.isatty()
+        print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    report = export_music21(
+        out, composer if names is not None or composer else "bach", limit, workers, names, progress
+    )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for piece, why in sorted(report.failed.items()):
+        typer.echo(f"skipped {piece}: {why}", err=True)
+    typer.echo(
+        f"wrote {report.written} MIDI files to {out} ({report.existing} there or failed before, "
+        f"{len(report.failed)} skipped now: see {out}/music21_failed.json) in {report.seconds:.1f} s"
+    )
