@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 META = "midiseed."
 REQUIRED = ("codec", "model", "io", "preset")
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-# the shipped default model; the README installs from a checkout, so it lives beside the package
-# The shipped models travel inside the package (wheel or checkout alike).
+# The shipped models travel inside the package (wheel or checkout alike), each reachable by name.
 SHIPPED_MODELS = Path(str(files("midiseed") / "models"))
 DEFAULT_MODEL = SHIPPED_MODELS / "default.onnx"
+GPU_INSTALL = "pip uninstall -y onnxruntime && pip install 'midiseed[gpu]'"
 
 
 class ModelError(UserError):
@@ -42,10 +42,34 @@ class ModelInfo:
     meta: dict  # every midiseed.* entry, parsed where it is JSON
 
 
-def read_info(path: Path) -> ModelInfo:
-    """Metadata of a midiseed ONNX file (without starting a session)."""
+def shipped_names() -> list[str]:
+    """The names of the models shipped inside the package (`default`, ...), sorted."""
+    return sorted(p.stem for p in SHIPPED_MODELS.glob("*.onnx"))
+
+
+def model_path(model: str | Path | None) -> Path:
+    """The model file for a --model value: None or "" = the shipped default; a path as it is; a bare
+    name without a folder or suffix (`chorale`) = the shipped model of that name."""
+    if model is None or str(model) == "":
+        return DEFAULT_MODEL
+    path = Path(model)
+    # a file of that name in the working folder wins; otherwise a bare word can only mean a shipped name
+    if path.exists() or len(path.parts) > 1 or path.suffix:
+        return path
+    shipped = SHIPPED_MODELS / f"{path.name}.onnx"
+    if shipped.is_file():
+        return shipped
+    raise ModelError(
+        f"no shipped model named {path.name!r}; shipped: {', '.join(shipped_names()) or 'none'} "
+        "(or give the path of an .onnx file)"
+    )
+
+
+def read_info(path: str | Path | None) -> ModelInfo:
+    """Metadata of a midiseed ONNX file, a shipped name or None for the default (without a session)."""
     import onnxruntime as ort
 
+    path = model_path(path)
     sess = _session(path, ort.SessionOptions(), ["CPUExecutionProvider"])
     return _info(path, sess)
 
@@ -102,7 +126,7 @@ class Engine:
 
         if provider not in ("auto", *PROVIDERS):
             raise BadValue(f"provider must be auto, cpu or cuda, got {provider!r}")
-        self.path = Path(path) if path else DEFAULT_MODEL
+        self.path = model_path(path)
         ort.set_default_logger_severity(3)  # onnxruntime's fallback warnings would drown the log
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # one step is too small to split across threads
@@ -110,16 +134,18 @@ class Engine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = ort.get_available_providers()
         if provider == "cuda" and PROVIDERS["cuda"] not in available:
-            raise ModelError(
-                "provider cuda asked for, but this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
-            )
+            # the default install is the CPU-only onnxruntime; both wheels provide the same module
+            raise ModelError(f"provider cuda asked for, but this onnxruntime is CPU-only: {GPU_INSTALL}")
         wanted = [PROVIDERS["cpu"]]
         if PROVIDERS["cuda"] in available and (provider == "cuda" or (provider == "auto" and _gpu_present())):
             wanted = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
         self.session = _session(self.path, options, wanted)
         self.provider = self.session.get_providers()[0]
         if provider == "cuda" and self.provider != PROVIDERS["cuda"]:
-            raise ModelError("provider cuda asked for, but onnxruntime found no usable GPU")
+            raise ModelError(
+                "provider cuda asked for, but onnxruntime-gpu found no usable GPU "
+                "(check the NVIDIA driver with nvidia-smi, and CUDA/cuDNN versions it needs)"
+            )
         self.info = _info(self.path, self.session)
         self.codec = self.info.codec
         io = self.info.io
