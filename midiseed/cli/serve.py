@@ -94,17 +94,38 @@ def status(
 
 @app.command()
 @user_errors
-def ports() -> None:
-    """List MIDI backends and their ports."""
+def ports(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="The config.toml whose port names to look for (default: the shipped one)."),
+    ] = None,
+) -> None:
+    """Where to play into midiseed and where to listen to it, and the other MIDI ports, per MIDI system."""
+    from midiseed.daemon import config as daemon_config
     from midiseed.daemon.ports import list_ports
 
-    for backend, info in list_ports().items():
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    cfg = daemon_config.load(path)
+    client, in_port, out_port = cfg.client_name, cfg.in_port, cfg.out_port
+    # what each system will call our ports once `serve` runs (rtmidi: the output is its own client)
+    expected = {
+        "jack": (f"{client}:{in_port}", f"{client}-out:{out_port}"),
+        "alsa": (f"{client}:{in_port}", f"{client}-out:{out_port}"),
+        "coremidi": (in_port, out_port),
+        "windows": (f"{in_port} (a loopMIDI port)", f"{out_port} (a loopMIDI port)"),
+    }
+    for backend, info in list_ports(client, in_port, out_port).items():
         if isinstance(info, str):
             typer.echo(f"{backend}: {info}")
             continue
-        typer.echo(f"{backend}:")
-        for kind in ("inputs", "outputs"):
-            typer.echo(f"  {kind}: {', '.join(info[kind]) or '(none)'}")
+        state = "running" if info["play_into"] else f"not running (midiseed serve --backend {backend})"
+        typer.echo(f"{backend}: midiseed is {state}")
+        play_into = ", ".join(info["play_into"]) or f"{expected[backend][0]} (once it runs)"
+        listen_to = ", ".join(info["listen_to"]) or f"{expected[backend][1]} (once it runs)"
+        typer.echo(f"  play into:    {play_into}  <- your keyboard or player")
+        typer.echo(f"  listen to:    {listen_to}  -> a synth or a DAW track")
+        typer.echo(f"  keyboards, players (sources): {', '.join(info['sources']) or '(none)'}")
+        typer.echo(f"  synths, DAW inputs (destinations): {', '.join(info['destinations']) or '(none)'}")
 
 
 @app.command()

@@ -214,8 +214,40 @@ class Ports:
         self._ins, self._outs = [], []
 
 
-def list_ports() -> dict[str, dict[str, list[str]] | str]:
-    """Every compiled-in backend: its input and output ports, or why it is unavailable."""
+def list_ports(
+    client_name: str = "midiseed", in_port: str = "midiseed-in", out_port: str = "midiseed-out"
+) -> dict:
+    """Every compiled-in backend, from the user's side: {"play_into": our input, "listen_to": our
+    output (each [] while no daemon runs), "sources": other ports to play from (keyboards),
+    "destinations": other ports to play to (synths)}; or a string saying why it is unavailable.
+    rtmidi's MidiIn lists the ports one can read from (sources, our output among them); MidiOut
+    the ports one can write to."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def quiet_fd2():
+        # libjack prints "Cannot connect to server socket..." from C straight to fd 2 when no server
+        # runs: sys.stderr cannot catch it, so fd 2 itself points at /dev/null while probing.
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 at all: nothing to silence
+            yield
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            sys.stderr.flush()
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+    def ours(name: str, client: str, port: str) -> bool:
+        # JACK: "client:port"; ALSA: "client:port 128:0"; CoreMIDI: the port name alone
+        # Windows: "port N" (loopMIDI's port, numbered by rtmidi)
+        return name.split(" ")[0] == f"{client}:{port}" or port in (name, name.rsplit(" ", 1)[0])
+
     rtmidi = _rtmidi()
     names = {_api(n): n for n in ("alsa", "jack", "coremidi", "windows")}
     out: dict[str, dict[str, list[str]] | str] = {}
@@ -223,16 +255,28 @@ def list_ports() -> dict[str, dict[str, list[str]] | str]:
         name = names.get(api)
         if name is None:
             continue
-        if not backend_works(name):
-            out[name] = "not available (" + ("no /dev/snd/seq" if name == "alsa" else "not running") + ")"
+        with quiet_fd2():
+            works = backend_works(name)
+            if works:
+                midi_in = rtmidi.MidiIn(api, name="midiseed-ports")
+                midi_out = rtmidi.MidiOut(api, name="midiseed-ports")
+                readable, writable = midi_in.get_ports(), midi_out.get_ports()
+                midi_in.delete()
+                midi_out.delete()
+        if not works:
+            out[name] = (
+                "not available (" + ("no /dev/snd/seq" if name == "alsa" else "no server running") + ")"
+            )
             continue
-        midi_in, midi_out = (
-            rtmidi.MidiIn(api, name="midiseed-ports"),
-            rtmidi.MidiOut(api, name="midiseed-ports"),
-        )
-        out[name] = {"inputs": midi_in.get_ports(), "outputs": midi_out.get_ports()}
-        midi_in.delete()
-        midi_out.delete()
+        play_into = [p for p in writable if ours(p, client_name, in_port)]
+        listen_to = [p for p in readable if ours(p, f"{client_name}-out", out_port)]
+        out[name] = {
+            "play_into": play_into,
+            "listen_to": listen_to,
+            # the probe's own client and our two ports are not sources or destinations to offer
+            "sources": [p for p in readable if p not in listen_to and "midiseed-ports" not in p],
+            "destinations": [p for p in writable if p not in play_into and "midiseed-ports" not in p],
+        }
     return out
 
 
