@@ -32,12 +32,28 @@ def generate(
     no_repeat: Annotated[int, typer.Option(min=0, help="Forbid repeating token n-grams of this length.")] = 0,
     bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
     png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
+    wav: Annotated[
+        Path | None, typer.Option(help="Also render the result to a WAV file through FluidSynth.")
+    ] = None,
+    soundfont: Annotated[
+        Path | None, typer.Option(help="The .sf2 for --wav (default: the first in /usr/share/sounds/sf2).")
+    ] = None,
     random_seed: Annotated[int, typer.Option(help="For sampling.")] = 0,
 ) -> None:
     """Continue a seed offline: the seed is read in one call, then one model step per token."""
     setup_logging()
     if (seed_file is None) == (seed_notes is None):
         raise typer.BadParameter("give exactly one of --seed-file and --seed-notes", param_hint="--seed-file")
+    # optional programs and packages are checked before anything is written
+    renderer = None
+    if png is not None:
+        from midiseed.evaluate.pianoroll import require
+
+        require()
+    if wav is not None:
+        from midiseed.runtime.sound import find_renderer
+
+        renderer = find_renderer(soundfont)
     from midiseed.runtime.codec import events_to_notes, notes_to_events
     from midiseed.runtime.engine import Engine
     from midiseed.runtime.generate import Generator, parse_seed_notes
@@ -65,6 +81,9 @@ def generate(
     typer.echo(
         f"wrote {out}: {len(seed)} seed events + {steps} generated ({beats:g} beats) with {engine.path.name}"
     )
+    if renderer is not None and wav is not None:
+        renderer.render(out, wav)
+        typer.echo(f"wrote {wav} through FluidSynth with {renderer.soundfont}")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""A piano-roll PNG of seed and continuation (matplotlib, from the [train] extra)."""
+"""A piano-roll PNG of seed and continuation (matplotlib: the [plot] extra, or in [train])."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from midiseed.errors import BadValue
 from midiseed.runtime.codec import Grid
 
 
+def require() -> None:
+    """Raise (before anything is written) when matplotlib is missing, naming the smallest install."""
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None:
+        raise BadValue("--png needs matplotlib: pip install matplotlib (or pip install 'midiseed[plot]')")
+
+
 def draw(notes: np.ndarray, seed_steps: int, grid: Grid, path: Path) -> None:
     """Seed notes in grey, generated notes in blue, beats on the x axis."""
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise BadValue("--png needs matplotlib: pip install 'midiseed[train]'") from err
+    require()
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -24,7 +24,9 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # The shipped models travel inside the package (wheel or checkout alike), each reachable by name.
 SHIPPED_MODELS = Path(str(files("midiseed") / "models"))
 DEFAULT_MODEL = SHIPPED_MODELS / "default.onnx"
-GPU_INSTALL = "pip uninstall -y onnxruntime && pip install 'midiseed[gpu]'"
+# onnxruntime and onnxruntime-gpu install the same module: with both, the CPU build may shadow the GPU
+# one, and uninstalling one deletes files the other needs, hence --force-reinstall (README, "Install").
+GPU_INSTALL = "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu"
 
 
 class ModelError(UserError):
@@ -136,6 +138,8 @@ class Engine:
         if provider == "cuda" and PROVIDERS["cuda"] not in available:
             # the default install is the CPU-only onnxruntime; both wheels provide the same module
             raise ModelError(f"provider cuda asked for, but this onnxruntime is CPU-only: {GPU_INSTALL}")
+        if provider == "auto" and PROVIDERS["cuda"] not in available and _gpu_present():
+            log.info("a GPU is present but this onnxruntime is CPU-only; for CUDA: %s", GPU_INSTALL)
         wanted = [PROVIDERS["cpu"]]
         if PROVIDERS["cuda"] in available and (provider == "cuda" or (provider == "auto" and _gpu_present())):
             wanted = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
