@@ -17,6 +17,26 @@ def _decoding(temperature: float, top_k: int, no_repeat: int):
     return Decoding(temperature=temperature, top_k=top_k, no_repeat=no_repeat)
 
 
+def _steering(seed, voices: int, low: str | None, high: str | None, max_poly: int):
+    """The --voices/--low/--high steering: what is not given follows the seed (None: all of it)."""
+    from midiseed.runtime.codec import CodecError, parse_note_name
+    from midiseed.runtime.sampling import Steering
+
+    if not voices and low is None and high is None:
+        return None
+    bounds = {}
+    for name, text in (("low", low), ("high", high)):
+        if text is not None:
+            try:
+                bounds[name] = parse_note_name(text)
+            except CodecError as err:
+                raise BadValue(f"--{name}: {err}") from err
+    followed = Steering.follow(seed, max_poly)
+    lo = bounds.get("low", followed.low if "high" not in bounds else min(followed.low, bounds["high"]))
+    hi = bounds.get("high", max(followed.high, lo))
+    return Steering(voices or followed.voices, lo, hi)
+
+
 @app.command()
 @user_errors
 def generate(
@@ -39,6 +59,13 @@ def generate(
         Path | None, typer.Option(help="The .sf2 for --wav (default: the first in /usr/share/sounds/sf2).")
     ] = None,
     random_seed: Annotated[int, typer.Option(help="For sampling.")] = 0,
+    voices: Annotated[
+        int, typer.Option(min=0, max=127, help="Most notes sounding at once (0 = follow the seed).")
+    ] = 0,
+    low: Annotated[
+        str | None, typer.Option(help="Lowest pitch, e.g. C3 or 48 (default: follow the seed).")
+    ] = None,
+    high: Annotated[str | None, typer.Option(help="Highest pitch, e.g. C6 or 84 (default: follow).")] = None,
 ) -> None:
     """Continue a seed offline: the seed is read in one call, then one model step per token."""
     setup_logging()
@@ -67,7 +94,8 @@ def generate(
             raise BadValue(f"seed file {seed_file} has no pitched notes")
     else:
         seed = parse_seed_notes(seed_notes or "", grid.steps_per_beat)
-    gen = Generator(engine, _decoding(temperature, top_k, no_repeat), seed=random_seed)
+    steering = _steering(seed, voices, low, high, grid.max_poly)
+    gen = Generator(engine, _decoding(temperature, top_k, no_repeat), seed=random_seed, steering=steering)
     gen.prime(seed)
     continuation = gen.generate(steps)
     notes = events_to_notes(seed + continuation)

@@ -11,31 +11,58 @@ import numpy as np
 
 from midiseed.runtime.codec import CodecError, Event, parse_note_name
 from midiseed.runtime.engine import Engine
-from midiseed.runtime.sampling import Decoding, Grammar, banned_by_no_repeat, choose
+from midiseed.runtime.sampling import Decoding, Grammar, Steering, banned_by_no_repeat, choose
 
 
 class Generator:
-    """Carries the model state between calls: prime() with what was played, next_event() to answer."""
+    """Carries the model state between calls: prime() with what was played, next_event() to answer.
 
-    def __init__(self, engine: Engine, decoding: Decoding = Decoding(), seed: int = 0) -> None:
+    `steering` (constructor argument, settable at any time) caps voices and bounds the register;
+    None (the default) follows the phrase last primed (`Steering.follow`)."""
+
+    def __init__(
+        self, engine: Engine, decoding: Decoding = Decoding(), seed: int = 0, steering: Steering | None = None
+    ) -> None:
         self.engine = engine
         self.codec = engine.codec
         self.decoding = decoding
         self.rng = np.random.default_rng(seed)
+        self._steering = steering
+        self.followed = Steering()  # what following the last phrase primed gives
         self.reset()
 
+    @property
+    def steering(self) -> Steering | None:
+        """The steering asked for: a Steering, or None to follow the phrase heard."""
+        return self._steering
+
+    @steering.setter
+    def steering(self, value: Steering | None) -> None:
+        self._steering = value
+        self.grammar.steering = self.in_force
+
+    @property
+    def in_force(self) -> Steering:
+        """The steering the grammar enforces now."""
+        return self.followed if self._steering is None else self._steering
+
     def reset(self) -> None:
-        """Forget everything heard and played."""
+        """Forget everything heard and played (a steering set by hand stays)."""
         self.state = self.engine.zero_state()
-        self.grammar = Grammar(self.codec)
+        self.followed = Steering()
+        self.grammar = Grammar(self.codec, steering=self.in_force)
         self.logits: np.ndarray | None = None
         self.history: list[int] = []
 
     def prime(self, events: Sequence[Event]) -> None:
-        """Read events (a seed phrase, or notes just played) in one call, on top of the current state."""
+        """Read events (a seed phrase, or notes just played) in one call, on top of the current state.
+        A phrase with notes becomes the one followed when `steering` is None."""
         tokens = self.codec.encode(events)
         if len(tokens) == 0:
             return
+        if any(ev.pitches for ev in events):
+            self.followed = Steering.follow(events, self.codec.grid.max_poly)
+            self.grammar.steering = self.in_force
         logits, self.state = self.engine.run(tokens[None, :], self.state)
         self.logits = logits[0, -1]
         for t in tokens.tolist():

@@ -2,17 +2,60 @@
 
 Pure numpy, shared by `generate`, the daemon and the tests. A grammar mask keeps every choice a
 valid spelling of an event (pitches ascending, at most grid.max_poly of them, a held pitch only
-if it sounded in the event before), so whatever the decoding, the output is always playable.
+if it sounded in the event before), so whatever the decoding, the output is always playable. The
+live controls (`Steering`: voices and register) are enforced in the same mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from midiseed.errors import BadValue
 from midiseed.runtime.codec import Codec, Event, EventReader
+
+# How far the followed register reaches past the phrase's lowest and highest pitch: a perfect
+# fourth. A melody's answer may step or leap a little past the call's range, and a phrase of one
+# repeated note still leaves an 11-semitone span to move in; but an answer an octave away (the
+# chorale model's bass line under a tune) is ruled out.
+FOLLOW_MARGIN = 5
+
+
+@dataclass(frozen=True)
+class Steering:
+    """Live controls the grammar enforces on every event chosen.
+
+    The defaults steer nothing. A pitch held over from before that is now outside the register is
+    not held on: it ends at the next event boundary (ending a note is always playable), so a
+    register change takes effect within one event."""
+
+    voices: int = 0  # most pitches sounding at once (struck or held): 0 = no cap, else 1..max_poly
+    low: int = 0  # lowest pitch an event may hold or strike (MIDI number)
+    high: int = 127  # highest pitch an event may hold or strike
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.voices <= 127:
+            raise BadValue(f"voices must be 0 (no cap) or 1..max_poly, got {self.voices}")
+        if not 0 <= self.low <= self.high <= 127:
+            raise BadValue(
+                f"register must satisfy 0 <= low <= high <= 127, got low={self.low} high={self.high}"
+            )
+
+    @classmethod
+    def follow(cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN) -> Steering:
+        """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
+        and its lowest..highest pitch widened by `margin` semitones. A phrase with no notes steers
+        nothing."""
+        most, low, high = 0, 128, -1
+        for ev in events:
+            if ev.pitches:
+                most = max(most, len(ev.pitches))
+                low, high = min(low, ev.pitches[0]), max(high, ev.pitches[-1])
+        if not most:
+            return cls()
+        return cls(min(most, max_poly), max(0, low - margin), min(127, high + margin))
 
 
 @dataclass(frozen=True)
@@ -37,9 +80,15 @@ class Grammar:
     """Which tokens may come next, given the event being spelled and the one before it.
 
     A pitch may be held on for at most `max_hold_steps` (two bars by default): greedy decoding
-    otherwise likes to sustain one pedal note for ever, which the data never does."""
+    otherwise likes to sustain one pedal note for ever, which the data never does.
 
-    def __init__(self, codec: Codec, max_hold_steps: int | None = None) -> None:
+    `steering` (settable at any time) caps the voices and bounds the register. A duration token
+    is always allowed, so the grammar never dead-ends: with no pitch left to choose, the event
+    closes."""
+
+    def __init__(
+        self, codec: Codec, max_hold_steps: int | None = None, steering: Steering = Steering()
+    ) -> None:
         self.codec = codec
         self.reader = EventReader(codec)
         self.sounding: frozenset[int] = frozenset()
@@ -51,6 +100,20 @@ class Grammar:
         self._pitch = np.where(self._dur, -1, ids % 128)
         self._held = ~self._dur & (ids >= 128)
         self._pitch_or_held_ok = ~self._held  # a held pitch is allowed only if it sounds: none yet
+        self.steering = steering
+
+    @property
+    def steering(self) -> Steering:
+        """The live controls in force; setting them takes effect from the next token."""
+        return self._steering
+
+    @steering.setter
+    def steering(self, value: Steering) -> None:
+        self._steering = value
+        self._cap = min(value.voices or self.codec.grid.max_poly, self.codec.grid.max_poly)
+        pitch = self._pitch
+        self._in_register = (pitch >= value.low) & (pitch <= value.high)
+        self._ok = self._pitch_or_held_ok & self._in_register  # kept combined: allowed() runs per token
 
     def feed(self, token: int) -> Event | None:
         ev = self.reader.feed(token)
@@ -62,15 +125,16 @@ class Grammar:
             may_hold = np.zeros(128, dtype=bool)
             may_hold[[p for p, n in self.held_for.items() if n < self.max_hold]] = True
             self._pitch_or_held_ok = ~self._held | may_hold[self._pitch % 128]  # once per event
+            self._ok = self._pitch_or_held_ok & self._in_register
         return ev
 
     def allowed(self) -> np.ndarray:
         """Boolean mask over the vocabulary."""
         pending = self.reader.pending
-        if len(pending) >= self.codec.grid.max_poly:
+        if len(pending) >= self._cap:
             return self._dur.copy()
         last = max(pending) if pending else -1
-        return ((self._pitch > last) & self._pitch_or_held_ok) | self._dur
+        return ((self._pitch > last) & self._ok) | self._dur
 
 
 def banned_by_no_repeat(history: list[int], n: int, window: int) -> set[int]:

@@ -1,0 +1,162 @@
+"""Live steering: the grammar caps voices and bounds the register, and the generator follows the seed."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from midiseed.cli import app
+from midiseed.errors import BadValue
+from midiseed.runtime.codec import Codec, Event
+from midiseed.runtime.engine import Engine
+from midiseed.runtime.generate import Generator
+from midiseed.runtime.midifile import read_notes
+from midiseed.runtime.sampling import FOLLOW_MARGIN, Grammar, Steering
+
+codec = Codec()
+
+
+def struck(*pitches: int, steps: int = 2) -> Event:
+    return Event(tuple(pitches), (False,) * len(pitches), steps)
+
+
+def allowed_pitches(grammar: Grammar) -> set[int]:
+    """The pitches (struck or held) the grammar allows next."""
+    mask = grammar.allowed()
+    return {codec.pitch_of(t) for t in np.flatnonzero(mask) if not codec.is_duration(int(t))}
+
+
+def feed(grammar: Grammar, events: list[Event]) -> None:
+    for t in codec.encode(events).tolist():
+        grammar.feed(t)
+
+
+def test_voices_one_allows_one_pitch_then_only_a_duration():
+    grammar = Grammar(codec, steering=Steering(voices=1))
+    assert allowed_pitches(grammar)
+    grammar.feed(codec.struck(60))
+    mask = grammar.allowed()
+    assert mask[codec.duration(2)]
+    assert not mask[codec.struck(64)] and not mask[codec.held(60)]
+
+
+def test_voices_three_allows_a_triad_but_not_a_fourth_note():
+    grammar = Grammar(codec, steering=Steering(voices=3))
+    for p in (48, 52, 55):
+        assert grammar.allowed()[codec.struck(p)]
+        grammar.feed(codec.struck(p))
+    assert allowed_pitches(grammar) == set()
+    assert grammar.allowed()[codec.duration(4)]
+
+
+def test_voices_above_the_codec_maximum_is_the_codec_maximum():
+    grammar = Grammar(codec, steering=Steering(voices=100))
+    for p in range(40, 40 + codec.grid.max_poly):
+        grammar.feed(codec.struck(p))
+    assert allowed_pitches(grammar) == set()
+
+
+def test_register_bounds_struck_pitches_and_a_duration_is_always_allowed():
+    grammar = Grammar(codec, steering=Steering(low=60, high=72))
+    assert allowed_pitches(grammar) == set(range(60, 73))
+    grammar.feed(codec.struck(72))  # the top of the register: nothing above it is left
+    assert allowed_pitches(grammar) == set()
+    assert grammar.allowed()[codec.duration(1)]
+
+
+def test_a_held_pitch_now_outside_the_register_is_not_held_on():
+    grammar = Grammar(codec)
+    feed(grammar, [struck(48, 60, 67)])
+    assert {48, 60, 67} <= allowed_pitches(grammar)
+    grammar.steering = Steering(low=55, high=79)  # a live change, between events
+    mask = grammar.allowed()
+    assert not mask[codec.held(48)] and not mask[codec.struck(48)]
+    assert mask[codec.held(60)] and mask[codec.held(67)]
+
+
+def test_steering_set_mid_event_applies_to_the_next_token():
+    grammar = Grammar(codec)
+    grammar.feed(codec.struck(60))
+    grammar.steering = Steering(voices=1)
+    assert allowed_pitches(grammar) == set()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(voices=-1), dict(low=70, high=60), dict(high=128), dict(low=-1), dict(voices=128)]
+)
+def test_bad_steering_is_a_user_error(kwargs):
+    with pytest.raises(BadValue):
+        Steering(**kwargs)
+
+
+def test_follow_takes_the_most_voices_and_widens_the_range():
+    phrase = [struck(62, steps=2), struck(66, 69, steps=2), Event((), (), 2), struck(74, steps=4)]
+    s = Steering.follow(phrase)
+    assert s == Steering(voices=2, low=62 - FOLLOW_MARGIN, high=74 + FOLLOW_MARGIN)
+    held = [struck(48, 52, 55, 60, steps=4), Event((48, 52, 55, 60, 64), (True,) * 4 + (False,), 4)]
+    assert Steering.follow(held).voices == 5  # held pitches sound too
+    assert Steering.follow(held, max_poly=4).voices == 4
+    assert Steering.follow([struck(2), struck(126)]) == Steering(1, 0, 127)  # clipped to MIDI
+    assert Steering.follow([Event((), (), 4)]) == Steering()  # no notes: no steering
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(None)
+
+
+def chorale_like_seed() -> list[Event]:
+    """A four-part phrase in C major: the shipped model answers it in four parts unless steered."""
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 71), (48, 55, 64, 72)] * 2
+    return [struck(*c, steps=4) for c in chords]
+
+
+def test_greedy_generation_with_the_shipped_model_obeys_one_voice_and_a_register(engine):
+    gen = Generator(engine, steering=Steering(voices=1, low=60, high=76))
+    gen.prime(chorale_like_seed())
+    events = gen.generate(48)
+    assert all(len(ev.pitches) <= 1 for ev in events)
+    assert any(ev.pitches for ev in events)
+    assert all(60 <= p <= 76 for ev in events for p in ev.pitches)
+
+
+def test_unsteered_shipped_model_answers_chords_so_the_cap_above_is_what_binds(engine):
+    gen = Generator(engine, steering=Steering())
+    gen.prime(chorale_like_seed())
+    assert max(len(ev.pitches) for ev in gen.generate(48)) > 1
+
+
+def test_generator_follows_the_seed_by_default_and_a_set_steering_wins(engine):
+    melody = [struck(p, steps=2) for p in (62, 64, 66, 67, 69, 67, 66, 64, 62, 66, 69, 74)]
+    gen = Generator(engine)
+    gen.prime(melody)
+    assert gen.in_force == Steering(1, 62 - FOLLOW_MARGIN, 74 + FOLLOW_MARGIN)
+    events = gen.generate(32)
+    assert all(len(ev.pitches) <= 1 for ev in events)
+    assert all(62 - FOLLOW_MARGIN <= p <= 74 + FOLLOW_MARGIN for ev in events for p in ev.pitches)
+    gen.steering = Steering(voices=2, low=40, high=90)
+    assert gen.grammar.steering == Steering(2, 40, 90)
+    gen.steering = None  # back to following the phrase heard
+    assert gen.grammar.steering == gen.followed
+
+
+def test_generate_command_takes_voices_and_a_register_by_name(tmp_path):
+    out = tmp_path / "out.mid"
+    args = ["generate", "--seed-notes", "C4+E4+G4 F4+A4+C5 G4+B4+D5 C4+E4+G4", "--steps", "24"]
+    result = CliRunner().invoke(
+        app, [*args, "--out", str(out), "--voices", "1", "--low", "C4", "--high", "72"]
+    )
+    assert result.exit_code == 0, result.output
+    notes = read_notes(out, codec.grid)
+    answer = notes[notes[:, 1] >= 16]  # after the seed's four beats
+    assert len(answer) and set(answer[:, 0]) <= set(range(60, 73))
+    _, counts = np.unique(answer[:, 1], return_counts=True)
+    assert counts.max() == 1
+
+
+def test_generate_command_refuses_a_register_upside_down(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["generate", "--seed-notes", "C4", "--out", str(tmp_path / "o.mid"), "--low", "C5", "--high", "C4"],
+    )
+    assert result.exit_code == 2
+    assert "low" in result.output
