@@ -62,3 +62,21 @@ def data_music21(
         f"wrote {report.written} MIDI files to {out} ({report.existing} there or failed before, "
         f"{len(report.failed)} skipped now: see {out}/music21_failed.json) in {report.seconds:.1f} s"
     )
+
+
+@data_app.command("tokenize")
+@user_errors
+def data_tokenize(
+    midi_dir: Annotated[Path, typer.Argument(help="Folder of .mid/.midi/.kar files, read recursively.")],
+    out: Annotated[Path, typer.Option(help="Token store folder to create or update.")],
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    include_drums: Annotated[bool, typer.Option(help="Keep drum tracks (channel 10).")] = False,
+) -> None:
+    """Tokenise a MIDI folder into a token store for training; a re-run updates only what changed."""
+    import sys
+
+    setup_logging()
+    from midiseed.training.store import tokenize
+
+    report = tokenize(midi_dir, out, workers, progress=sys.stderr.isatty(), include_drums=include_drums)
+    typer.echo(f"tokenized {report.summary()} -> {out}")

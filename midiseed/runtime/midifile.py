@@ -30,8 +30,6 @@ def read_notes(path: str | Path, grid: Grid = Grid(), include_drums: bool = Fals
     Drum tracks (channel 10) are dropped unless `include_drums`. Type 2 files play their
     tracks one after another. Raises MidiReadError with the reason for a file it cannot read.
     """
-    import symusic
-
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -40,7 +38,25 @@ def read_notes(path: str | Path, grid: Grid = Grid(), include_drums: bool = Fals
     if size > MAX_FILE_BYTES:
         raise MidiReadError(f"too large ({size} bytes > {MAX_FILE_BYTES})")
     try:
-        score = symusic.Score(str(path))
+        data = path.read_bytes()
+    except OSError as err:
+        raise MidiReadError(f"cannot read: {err.strerror}") from err
+    steps = notes_from_bytes(data, grid, include_drums)
+    if len(steps) > MAX_NOTES:
+        raise MidiReadError(f"too many notes ({len(steps)} > {MAX_NOTES})")
+    # int32 for the callers that keep notes; a step count past int32 only comes from a broken file
+    return np.clip(steps, 0, np.iinfo(np.int32).max).astype(np.int32)
+
+
+def notes_from_bytes(data: bytes, grid: Grid = Grid(), include_drums: bool = False) -> np.ndarray:
+    """`read_notes` of a file's bytes, as int64 steps (N x 3, sorted by start then pitch; the
+    first onset is step 0). Raises MidiReadError with the parser's reason."""
+    import symusic
+
+    if len(data) > MAX_FILE_BYTES:
+        raise MidiReadError(f"too large ({len(data)} bytes > {MAX_FILE_BYTES})")
+    try:
+        score = symusic.Score.from_midi(data)
     except Exception as err:  # symusic raises RuntimeError/ValueError with the parser's reason
         reason = str(err).split(": iostream")[0].replace("MiniMidi: ", "")
         raise MidiReadError(reason or type(err).__name__) from err
@@ -49,7 +65,7 @@ def read_notes(path: str | Path, grid: Grid = Grid(), include_drums: bool = Fals
         raise MidiReadError(f"unsupported time division (ticks per quarter {tpq})")
     chunks = []
     offset = 0
-    sequential = _midi_type(path) == 2
+    sequential = _midi_type(data[:10]) == 2
     for track in score.tracks:
         if track.is_drum and not include_drums:
             continue
@@ -62,22 +78,18 @@ def read_notes(path: str | Path, grid: Grid = Grid(), include_drums: bool = Fals
         if sequential:
             offset = int(end.max())
     if not chunks:
-        return np.zeros((0, 3), dtype=np.int32)
+        return np.zeros((0, 3), dtype=np.int64)
     ticks = np.concatenate(chunks)
-    if len(ticks) > MAX_NOTES:
-        raise MidiReadError(f"too many notes ({len(ticks)} > {MAX_NOTES})")
     steps = np.empty_like(ticks)
     steps[:, 0] = ticks[:, 0]
     steps[:, 1:] = np.rint(ticks[:, 1:] * grid.steps_per_beat / tpq)
     steps[:, 2] = np.maximum(steps[:, 2], steps[:, 1] + 1)  # zero-length notes last one step
     steps[:, 1:] -= steps[:, 1].min()  # leading silence carries no music
     order = np.lexsort((steps[:, 0], steps[:, 1]))
-    return steps[order].astype(np.int32)
+    return steps[order]
 
 
-def _midi_type(path: Path) -> int:
-    with path.open("rb") as fh:
-        head = fh.read(10)
+def _midi_type(head: bytes) -> int:
     return int.from_bytes(head[8:10], "big") if head[:4] == b"MThd" and len(head) == 10 else 1
 
 

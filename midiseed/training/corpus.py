@@ -143,7 +143,13 @@ def _parse_all(
     file_timeout: float = 30.0,
     read: Callable = _read_one,
 ):
-    """(relative path, (notes or None, reason)) for every path, in no particular order.
+    """`run_jobs` of (path, grid, drums) jobs: (relative path, (notes or None, reason))."""
+    yield from run_jobs([(p, grid, drums) for p in paths], root, workers, file_timeout, read)
+
+
+def run_jobs(jobs: list[tuple], root: Path, workers: int | None, file_timeout: float, read: Callable):
+    """(relative path, (result or None, reason)) for every job, in no particular order; a job is a
+    tuple whose first item is a file's path, `read(job)` returns (path, result or None, reason).
 
     In worker processes each file gets `file_timeout` seconds from the moment a worker starts it
     (starting the workers does not count): a file that takes longer is skipped with a transient
@@ -151,9 +157,9 @@ def _parse_all(
     worker that dies (a parser crash) costs only the file(s) it may have been reading: those are
     re-read one at a time in a process of their own. Small jobs (< 8 files) and `workers == 1`
     are read in this process, with no time limit: a file that hangs the parser hangs them.
-    `read` is `_read_one` or, in tests, another module-level function of the same shape.
+    `read` is `_read_one`, `tokenize_one` or, in tests, another module-level function of the same
+    shape. Results come back in chunks of up to 64 files, so the caller holds few at a time.
     """
-    jobs = [(p, grid, drums) for p in paths]
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) < 8:
         for job in jobs:
@@ -170,7 +176,7 @@ def _parse_all(
 
 
 def _read_isolated(
-    job: tuple[str, Grid, bool], file_timeout: float = 30.0, read: Callable = _read_one
+    job: tuple, file_timeout: float = 30.0, read: Callable = _read_one
 ) -> tuple[np.ndarray | None, str]:
     """One file in a process of its own, with the time limit; a crash costs this file only."""
     results = {}
@@ -209,7 +215,7 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
     indices to read alone because a worker died while they may have been reading them)."""
     ctx = get_context("spawn")  # spawn, not fork: the caller may already hold TensorFlow's threads
     progress = ctx.SimpleQueue()
-    size = max(1, min(256, len(todo) // (workers * 8)))
+    size = max(1, min(64, len(todo) // (workers * 8)))
     chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(progress,))
     running: dict[int, tuple[int, float]] = {}  # chunk -> (file index being read, when it started)

@@ -20,11 +20,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from midiseed.runtime.codec import Codec, CodecError
+from midiseed.runtime.codec import Codec, CodecError, Grid
 from midiseed.training.corpus import DataError
+
+if TYPE_CHECKING:
+    from midiseed.training.tokenize import Limits, TokenizeReport
 
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
@@ -66,6 +70,7 @@ class TokenStore:
             codec = Codec.from_json(json.dumps(meta["codec"]))
         except CodecError as err:
             raise DataError(f"token store {root}: {err}") from err
+        index = {s["id"]: i for i, s in enumerate(meta["shards"])}  # shard file id -> shard number
         files, skipped, cuts = [], {}, {}
         for entry in iter_manifest(root, meta):
             if "skipped" in entry:
@@ -75,7 +80,7 @@ class TokenStore:
                 StoredFile(
                     entry["path"],
                     entry["collection"],
-                    entry["shard"],
+                    index[entry["shard"]],
                     entry["offset"],
                     entry["tokens"],
                     entry["sha1"],
@@ -164,3 +169,21 @@ def iter_manifest(root: Path, meta: dict):
                 yield json.loads(line)
     except (OSError, ValueError) as err:
         raise DataError(f"token store {root}: cannot read its manifest {path.name}: {err}") from err
+
+
+def tokenize(
+    midi_dir: Path,
+    out: Path,
+    workers: int | None = None,
+    progress: bool = False,
+    include_drums: bool = False,
+    grid: Grid | None = None,
+    limits: Limits | None = None,
+) -> TokenizeReport:
+    """Tokenise every MIDI file under `midi_dir` into the store at `out`; see
+    `midiseed.training.tokenize.tokenize_folder` (only new or changed files are read again)."""
+    from midiseed.training.tokenize import Limits, tokenize_folder
+
+    return tokenize_folder(
+        midi_dir, out, workers, progress, include_drums, grid or Grid(), limits or Limits()
+    )

@@ -1,0 +1,406 @@
+"""`midiseed data tokenize`: a MIDI folder -> a token store (the format is in `store`).
+
+Worker processes do a file's whole job (read, hash, bound, tokenise: `tokenize_one`) under one
+time limit, in `corpus.run_jobs`'s pool (a hung file is skipped, a crashed worker costs one file);
+this process only appends the ids to shards and keeps the manifest. Re-runs are incremental: a
+file whose size and mtime are unchanged is kept as it is; one whose hash is unchanged is kept
+where its tokens are; a removed file is dropped from the manifest, and its tokens stay in their
+shard as dead space until that shard is more than half dead, when its live files are copied to a
+new shard and it is deleted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from midiseed.runtime.codec import Codec, Grid, encode_notes
+from midiseed.runtime.midifile import MidiReadError, notes_from_bytes
+from midiseed.training.corpus import TRANSIENT, DataError, find_midi_files, run_jobs
+from midiseed.training.store import (
+    STORE_FILE,
+    STORE_FORMAT,
+    is_store,
+    iter_manifest,
+    read_meta,
+    shard_name,
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost, in the grid's terms; past these the music is cut (see `bound_notes`).
+    Chosen by measurement (BENCHMARKS.md, data): a Lakh-like song has ~3,500 pitched notes, spans
+    ~800 beats and gives ~12,000 tokens; these are 30-100x that, so only broken or freak files
+    meet them, and a file's tokens stay under 2 MB."""
+
+    max_note_beats: int = 64  # 16 bars of 4/4: no sustained note in real music is longer
+    max_beats: int = 16_384  # 4,096 bars of 4/4 (2h15 at 120 bpm) from the first onset
+    max_notes: int = 250_000  # pitched notes in one file
+    max_tokens: int = 1_000_000  # ids per file (whole events)
+    timeout_s: float = 30.0  # the whole job of one file: read, bound, tokenise
+
+
+def bound_notes(notes: np.ndarray, grid: Grid, limits: Limits) -> tuple[np.ndarray, list[str]]:
+    """Grid notes (int64, sorted by start) cut to what `limits` allow, and a reason for each cut."""
+    cuts = []
+    spb = grid.steps_per_beat
+    if len(notes) > limits.max_notes:
+        cuts.append(f"{len(notes)} notes: kept the first {limits.max_notes}")
+        notes = notes[: limits.max_notes]
+    span = limits.max_beats * spb
+    late = notes[:, 1] >= span
+    if late.any() or (len(notes) and notes[:, 2].max() > span):
+        last = int(notes[:, 2].max()) // spb
+        cuts.append(f"the piece lasts {last} beats: cut after {limits.max_beats} beats")
+        notes = notes[~late].copy()
+        notes[:, 2] = np.minimum(notes[:, 2], span)
+    longest = limits.max_note_beats * spb
+    too_long = notes[:, 2] - notes[:, 1] > longest
+    if too_long.any():
+        worst = int((notes[:, 2] - notes[:, 1]).max()) // spb
+        cuts.append(
+            f"{int(too_long.sum())} notes longer than {limits.max_note_beats} beats "
+            f"(up to {worst}): shortened to {limits.max_note_beats}"
+        )
+        notes = notes.copy()
+        notes[:, 2] = np.minimum(notes[:, 2], notes[:, 1] + longest)
+    return notes, cuts
+
+
+def tokenize_one(job: tuple) -> tuple[str, tuple | None, str]:
+    """A worker's whole job for one file: read, hash, bound, tokenise. `job` is (path, codec grid,
+    include_drums, Limits, sha1 stored for it or ""); the result is (sha1, uint16 token ids or None
+    when the file's hash is the stored one, cuts), or None with the reason it has no tokens."""
+    path, grid, drums, limits, old_sha1 = job
+    try:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as err:
+            return path, None, f"cannot read: {err.strerror}"
+        sha1 = hashlib.sha1(data).hexdigest()
+        if sha1 == old_sha1:
+            return path, (sha1, None, []), ""
+        notes = notes_from_bytes(data, grid, drums)
+        if len(notes) == 0:
+            return path, None, "no pitched notes (drum tracks are left out)"
+        notes, cuts = bound_notes(notes, grid, limits)
+        ids, total = encode_notes(notes, _codec(grid), limits.max_tokens)
+        if total > len(ids):
+            cuts.append(
+                f"{total} tokens: cut after {len(ids)}, at the last whole event under {limits.max_tokens}"
+            )
+        return path, (sha1, ids.astype("<u2"), cuts), ""
+    except MidiReadError as err:
+        return path, None, str(err)
+    except Exception as err:  # a parser or codec bug must cost one file, not the run
+        return path, None, f"{TRANSIENT[2]}{type(err).__name__}: {err}"
+
+
+@functools.lru_cache(maxsize=4)
+def _codec(grid: Grid) -> Codec:
+    return Codec(grid)
+
+
+# ---- the store writer -------------------------------------------------------------------------------------
+
+SHARD_TOKENS = 1 << 25  # 32 Mi tokens (64 MB) a shard: ~3,000 Lakh-like files; a unit to share out
+CHECKPOINT_S = 120.0  # at most this long between manifest checkpoints while tokenising
+COMPACT_BELOW = 0.5  # a shard whose live share of tokens fell below this is copied out, then deleted
+
+
+class Entry(NamedTuple):
+    """One manifest line (a tuple: 176,581 of them must stay small in memory)."""
+
+    path: str
+    collection: str
+    size: int
+    mtime_ns: int
+    sha1: str
+    shard: int = -1  # shard file id, -1 when skipped
+    offset: int = 0
+    tokens: int = 0
+    cuts: tuple[str, ...] = ()
+    skipped: str = ""
+    retry: bool = False  # a skip that may be the machine's fault: tried again by the next run
+
+    def to_json(self) -> str:
+        d = {"path": self.path, "collection": self.collection, "size": self.size}
+        d.update(mtime_ns=self.mtime_ns, sha1=self.sha1)
+        if self.skipped:
+            d.update(skipped=self.skipped, retry=self.retry)
+        else:
+            d.update(shard=self.shard, offset=self.offset, tokens=self.tokens, cuts=list(self.cuts))
+        return json.dumps(d)
+
+    @staticmethod
+    def from_json(d: dict) -> Entry:
+        if "skipped" in d:
+            return Entry(d["path"], d["collection"], d["size"], d["mtime_ns"], d["sha1"],
+                         skipped=d["skipped"], retry=d.get("retry", False))  # fmt: skip
+        return Entry(d["path"], d["collection"], d["size"], d["mtime_ns"], d["sha1"],
+                     d["shard"], d["offset"], d["tokens"], tuple(d.get("cuts", ())))  # fmt: skip
+
+
+class StoreWriter:
+    """Appends files' tokens to new shards and checkpoints the manifest. Shards already listed in
+    store.json are never written to, so a run killed at any point leaves the last checkpoint's
+    store intact; files that were in the open shard are simply tokenised again by the next run."""
+
+    def __init__(self, root: Path, meta: dict, entries: dict[str, Entry], next_id: int) -> None:
+        self.root, self.meta, self.entries = root, meta, entries
+        self.next_id = next_id
+        self.generation = int(meta.get("generation", 0))
+        self.fh = None
+        self.shard_id = -1
+        self.filled = 0
+        self.pending: list[Entry] = []  # entries whose tokens are in the open shard
+        self.shard_sizes: dict[int, int] = {s["id"]: s["tokens"] for s in meta.get("shards", [])}
+        self.last_checkpoint = time.monotonic()
+
+    def add(self, entry: Entry, ids: np.ndarray | None = None) -> Entry:
+        """Record a file: skipped or reused as it is (ids None), or with its new tokens."""
+        if ids is None:
+            self.entries[entry.path] = entry
+            return entry
+        if self.fh is None or (self.filled + len(ids) > SHARD_TOKENS and self.filled):
+            self._close_shard()
+            self.shard_id, self.next_id, self.filled = self.next_id, self.next_id + 1, 0
+            self.fh = open(self.root / shard_name(self.shard_id), "wb")  # noqa: SIM115 (closed in _close_shard)
+        entry = entry._replace(shard=self.shard_id, offset=self.filled, tokens=len(ids))
+        self.fh.write(np.ascontiguousarray(ids, dtype="<u2").tobytes())
+        self.filled += len(ids)
+        self.pending.append(entry)
+        return entry
+
+    def _close_shard(self) -> None:
+        if self.fh is None:
+            return
+        self.fh.close()
+        self.fh = None
+        self.shard_sizes[self.shard_id] = self.filled
+        for e in self.pending:
+            self.entries[e.path] = e
+        self.pending = []
+        if time.monotonic() - self.last_checkpoint > CHECKPOINT_S:
+            self.checkpoint()
+
+    def finish(self) -> None:
+        """Close the open shard and write the final manifest."""
+        self._close_shard()
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the manifest of every file recorded so far, then store.json naming it (atomically),
+        then delete shards and manifests nothing names any more."""
+        live: dict[int, int] = {}
+        for e in self.entries.values():
+            if not e.skipped:
+                live[e.shard] = live.get(e.shard, 0) + e.tokens
+        self.generation += 1
+        name = f"manifest-{self.generation:06d}.jsonl"
+        with open(self.root / name, "w") as fh:
+            for rel in sorted(self.entries):
+                fh.write(self.entries[rel].to_json() + "\n")
+        shards = [{"id": i, "tokens": self.shard_sizes[i], "live": live[i]} for i in sorted(live)]
+        self.meta.update(manifest=name, generation=self.generation, shards=shards)
+        tmp = self.root / (STORE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.meta))
+        os.replace(tmp, self.root / STORE_FILE)
+        keep = {name, STORE_FILE} | {shard_name(i) for i in live}
+        if self.fh is not None:
+            keep.add(shard_name(self.shard_id))
+        for p in self.root.iterdir():
+            if (p.name.startswith(("shard-", "manifest-"))) and p.name not in keep:
+                p.unlink(missing_ok=True)
+        self.last_checkpoint = time.monotonic()
+
+
+@dataclass
+class TokenizeReport:
+    """What one `tokenize` run did."""
+
+    files: int = 0  # MIDI files seen under the folder
+    tokenised: int = 0  # read and tokenised in this run
+    reused: int = 0  # unchanged since the last run (size+mtime, or same hash)
+    removed: int = 0  # in the store before, gone from the folder now
+    skipped: int = 0  # no tokens, with a reason (store.skipped)
+    cut: int = 0  # stored, with something cut to fit (store.cuts)
+    tokens: int = 0  # in the store
+    seconds: float = 0.0
+    incremental: bool = False  # an existing store was updated
+    compacted: int = 0  # old shards copied out and deleted (dead space)
+    dead_tokens: int = 0  # tokens of changed/removed files left in shards that were kept
+
+    def summary(self) -> str:
+        rate = self.files / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.files} files ({self.tokenised} tokenised, {self.reused} unchanged, "
+            f"{self.removed} removed): "
+            f"{self.tokens} tokens, {self.skipped} skipped, {self.cut} cut, "
+            f"{self.seconds:.1f} s, {rate:.0f} files/s"
+        )
+
+
+def tokenize_folder(
+    midi_dir: Path,
+    out: Path,
+    workers: int | None = None,
+    progress: bool = False,
+    include_drums: bool = False,
+    grid: Grid = Grid(),
+    limits: Limits = Limits(),
+) -> TokenizeReport:
+    """Tokenise every MIDI file under `midi_dir` into the store at `out`, updating it in place when
+    it was made with the same codec, drums and limits (only new or changed files are read; removed
+    ones are dropped). A file that cannot be read, or times out, is skipped with its reason."""
+    t0 = time.monotonic()
+    midi_dir, out = Path(midi_dir), Path(out)
+    paths = find_midi_files(midi_dir)
+    report = TokenizeReport(files=len(paths))
+    settings = {
+        "format": STORE_FORMAT,
+        "codec": json.loads(Codec(grid).to_json()),
+        "include_drums": include_drums,
+        "limits": asdict(limits),
+    }
+    old: dict[str, Entry] = {}
+    meta = dict(settings)
+    if is_store(out):
+        try:
+            prev = read_meta(out)
+        except DataError:
+            prev = {}
+        if all(prev.get(k) == v for k, v in settings.items()):
+            meta = prev
+            old = {e["path"]: Entry.from_json(e) for e in iter_manifest(out, prev)}
+            report.incremental = True
+    elif out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    elif out.exists() and any(out.iterdir()):
+        raise DataError(f"--out {out} is a folder that is not a token store and not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    shard_ids = [s["id"] for s in meta.get("shards", [])]
+    next_id = max([-1, *shard_ids, *(_shard_id(p) for p in out.glob("shard-*.u2"))]) + 1
+    writer = StoreWriter(out, meta, {}, next_id)
+    jobs, seen = [], set()
+    for p in paths:
+        rel = p.relative_to(midi_dir).as_posix()
+        seen.add(rel)
+        st = p.stat()
+        prev_entry = old.get(rel)
+        same_stat = prev_entry and (prev_entry.size, prev_entry.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        if same_stat and not prev_entry.retry:
+            writer.add(prev_entry)
+            continue
+        sha1 = prev_entry.sha1 if prev_entry and not prev_entry.retry else ""
+        jobs.append((str(p), grid, include_drums, limits, sha1, st.st_size, st.st_mtime_ns))
+    report.removed = sum(1 for rel in old if rel not in seen)
+    stat = {job[0]: job[5:] for job in jobs}
+    bar = _Progress(len(jobs)) if progress and jobs else None
+    counts = {"tokenised": 0, "reused": report.files - len(jobs)}
+    for path, (result, reason) in run_jobs(
+        [job[:5] for job in jobs], midi_dir, workers, limits.timeout_s, tokenize_one
+    ):
+        rel = Path(path).as_posix()
+        size, mtime = stat.pop(str(midi_dir / path))
+        counts[_record(writer, old.get(rel), rel, result, reason, size, mtime)] += 1
+        if bar:
+            bar.step()
+    if bar:
+        bar.done()
+    report.compacted, report.dead_tokens = _compact(writer, set(shard_ids))
+    writer.finish()
+    for e in writer.entries.values():
+        if e.skipped:
+            report.skipped += 1
+        else:
+            report.tokens += e.tokens
+            report.cut += bool(e.cuts)
+    report.tokenised, report.reused = counts["tokenised"], counts["reused"]
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _record(
+    writer: StoreWriter,
+    prev: Entry | None,
+    rel: str,
+    result: tuple | None,
+    reason: str,
+    size: int,
+    mtime: int,
+) -> str:
+    """Put one worker result into the store; says whether the file was "tokenised" or "reused"."""
+    collection = rel.split("/", 1)[0] if "/" in rel else ""
+    if result is None:
+        entry = Entry(rel, collection, size, mtime, "", skipped=reason, retry=reason.startswith(TRANSIENT))
+        writer.add(entry)
+        return "tokenised"
+    sha1, ids, cuts = result
+    if ids is None and prev is not None:  # touched, same content: keep its tokens where they are
+        writer.add(prev._replace(size=size, mtime_ns=mtime))
+        return "reused"
+    if ids is None or len(ids) == 0:
+        writer.add(Entry(rel, collection, size, mtime, sha1, skipped="no tokens"))
+        return "tokenised"
+    writer.add(Entry(rel, collection, size, mtime, sha1, cuts=tuple(cuts)), ids)
+    return "tokenised"
+
+
+def _compact(writer: StoreWriter, old_ids: set[int]) -> tuple[int, int]:
+    """Copy the live files out of old shards that are mostly dead (their old copies are deleted at
+    the next checkpoint); returns (shards compacted, dead tokens left in the shards kept)."""
+    live: dict[int, int] = {}
+    for e in writer.entries.values():
+        if not e.skipped and e.shard in old_ids:
+            live[e.shard] = live.get(e.shard, 0) + e.tokens
+    compact = {i for i in old_ids if live.get(i, 0) < COMPACT_BELOW * writer.shard_sizes.get(i, 0)}
+    dead = sum(writer.shard_sizes.get(i, 0) - live.get(i, 0) for i in old_ids - compact if i in live)
+    for i in sorted(compact & set(live)):
+        tokens = np.memmap(writer.root / shard_name(i), dtype="<u2", mode="r")
+        for e in [e for e in writer.entries.values() if e.shard == i and not e.skipped]:
+            writer.add(e, np.array(tokens[e.offset : e.offset + e.tokens]))
+        del tokens
+    return len(compact & set(live)), dead
+
+
+def _shard_id(path: Path) -> int:
+    try:
+        return int(path.stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most 4 times a second."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.t0, self.shown = total, 0, time.monotonic(), 0.0
+
+    def step(self) -> None:
+        self.n += 1
+        now = time.monotonic()
+        if now - self.shown >= 0.25 or self.n == self.total:
+            self.shown = now
+            rate = self.n / max(now - self.t0, 1e-9)
+            left = (self.total - self.n) / rate if rate else 0
+            filled = int(30 * self.n / self.total)
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.n}/{self.total} files "
+                f"{rate:.0f}/s, {left / 60:.1f} min left "
+            )
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
