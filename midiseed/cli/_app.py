@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from midiseed.errors import UserError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="A real-time MIDI generator.")
-data_app = typer.Typer(no_args_is_help=True, help="Prepare training data.")
+
+def _close(typo: str, option: str) -> bool:
+    # click compares "--bogus" with "--verbose" including the dashes, which alone make them look alike
+    return difflib.SequenceMatcher(None, typo.lstrip("-"), option.lstrip("-")).ratio() >= 0.6
+
+
+class _Group(TyperGroup):
+    """Typer's group, minus click's far-fetched "Possible options" for a mistyped option."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # click's NoSuchOption (vendored by newer Typer): re-raised as it is
+            if type(err).__name__ == "NoSuchOption" and getattr(err, "possibilities", None):
+                err.possibilities = [p for p in err.possibilities if _close(err.option_name, p)]
+            raise
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A real-time MIDI generator.", cls=_Group)
+data_app = typer.Typer(no_args_is_help=True, help="Prepare training data.", cls=_Group)
 app.add_typer(data_app, name="data")
 
 log = logging.getLogger("midiseed")
