@@ -1,0 +1,66 @@
+"""`midiseed data music21`: real exports from music21's bundled corpus (small collections, seconds)."""
+
+import json
+
+import mido
+from typer.testing import CliRunner
+
+from midiseed.cli import app
+from midiseed.training.music21_export import FAILED_NAME, collections, export_music21
+
+runner = CliRunner()
+
+
+def test_collections_are_the_top_folders_of_music21s_corpus():
+    found = collections()
+    assert {"bach", "palestrina", "essenFolksong", "ryansMammoth", "nottingham-dataset"} <= set(found)
+    assert found["palestrina"] > 1000
+
+
+def test_an_abc_file_of_several_tunes_gives_one_midi_file_a_tune_in_its_collections_folder(tmp_path):
+    result = runner.invoke(
+        app, ["data", "music21", "--out", str(tmp_path), "--collection", "nottingham-dataset"]
+    )
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.mid"))
+    assert written == ["nottingham-dataset/reelsa-c-80.mid", "nottingham-dataset/reelsa-c-81.mid"]
+    for p in tmp_path.rglob("*.mid"):
+        notes = [m for m in mido.MidiFile(p) if m.type == "note_on" and m.velocity]
+        assert len(notes) > 20  # a whole tune, not a header
+    assert "wrote 2 MIDI files" in result.output
+
+
+def test_a_rerun_skips_what_exists(tmp_path):
+    runner.invoke(app, ["data", "music21", "--out", str(tmp_path), "--collection", "nottingham-dataset"])
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.mid")}
+    result = runner.invoke(
+        app, ["data", "music21", "--out", str(tmp_path), "--collection", "nottingham-dataset"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote 0 MIDI files" in result.output and "2 there" in result.output
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.mid")} == mtimes
+
+
+def test_a_piece_over_the_time_limit_is_skipped_recorded_and_not_retried(tmp_path):
+    report = export_music21(tmp_path, None, names=["nottingham-dataset"], workers=1, piece_seconds=1e-4)
+    assert report.written == 0 and report.failed
+    assert all("took over" in why for why in report.failed.values())
+    recorded = json.loads((tmp_path / FAILED_NAME).read_text())
+    assert recorded == report.failed
+    again = export_music21(tmp_path, None, names=["nottingham-dataset"], workers=1)
+    assert again.written == 0 and not again.failed and again.existing == 2
+    assert not list(tmp_path.rglob("*.mid"))
+
+
+def test_limit_caps_pieces_per_collection(tmp_path):
+    report = export_music21(tmp_path, None, names=["nottingham-dataset", "josquin"], limit=1, workers=1)
+    assert report.written == 2
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.mid")) == ["josquin", "nottingham-dataset"]
+
+
+def test_an_unknown_collection_is_exit_2_with_one_line_naming_the_real_ones(tmp_path):
+    result = runner.invoke(app, ["data", "music21", "--out", str(tmp_path), "--collection", "beatles"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert "'beatles'" in lines[0] and "palestrina" in lines[0] and "essenFolksong" in lines[0]
