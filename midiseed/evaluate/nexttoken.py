@@ -1,0 +1,113 @@
+"""Next-token scores: token n-gram baselines (Witten-Bell) and the model, in nats per token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from midiseed.runtime.engine import Engine
+
+BASELINES = {"unigram": 1, "bigram": 2, "trigram": 3}
+
+
+class NGram:
+    """A token n-gram model, Witten-Bell interpolated down to an add-one unigram.
+
+    P_k(w | last k tokens) = λ·count(ctx, w)/count(ctx) + (1 - λ)·P_{k-1}(w | last k-1 tokens), with
+    λ = count(ctx) / (count(ctx) + distinct followers of ctx); an unseen context falls back to the
+    lower order. The add-one unigram at the bottom is never zero, so neither is any probability.
+    """
+
+    def __init__(self, order: int, vocab_size: int) -> None:
+        if order < 1:
+            raise ValueError(f"n-gram order must be 1 or more, got {order}")
+        self.order, self.vocab_size = order, vocab_size
+        self.unigram = np.full(vocab_size, 1.0 / vocab_size)
+        # tables[k]: code of a k-token context -> (following token ids, their counts)
+        self.tables: list[dict[int, tuple[np.ndarray, np.ndarray]]] = [{} for _ in range(order)]
+
+    def fit(self, pieces: Sequence[np.ndarray]) -> NGram:
+        """Count the n-grams inside each piece (none across piece boundaries)."""
+        pieces = [np.asarray(p, dtype=np.int64) for p in pieces]
+        flat = np.concatenate([np.zeros(0, dtype=np.int64), *pieces])
+        counts = np.bincount(flat, minlength=self.vocab_size)
+        self.unigram = (counts + 1.0) / (counts.sum() + self.vocab_size)
+        for k in range(1, self.order):
+            codes = [_gram_codes(p, k + 1, self.vocab_size) for p in pieces]
+            grams, gram_counts = np.unique(np.concatenate([flat[:0], *codes]), return_counts=True)
+            if len(grams) == 0:
+                continue
+            contexts, nexts = np.divmod(grams, self.vocab_size)
+            starts = np.flatnonzero(np.r_[True, contexts[1:] != contexts[:-1]])
+            ends = np.r_[starts[1:], len(grams)]
+            self.tables[k] = {
+                int(contexts[s]): (nexts[s:e], gram_counts[s:e].astype(np.float64))
+                for s, e in zip(starts, ends)
+            }
+        return self
+
+    def distribution(self, context: Sequence[int]) -> np.ndarray:
+        """P(next token | context) over the whole vocabulary; only the last order-1 tokens matter."""
+        p = self.unigram.copy()
+        for k in range(1, min(self.order, len(context) + 1)):
+            entry = self.tables[k].get(_context_code(context[-k:], self.vocab_size))
+            if entry is None:
+                break  # every longer context ends with this unseen one, so it is unseen too
+            nexts, counts = entry
+            total = counts.sum()
+            lam = total / (total + len(nexts))
+            p *= 1.0 - lam
+            p[nexts] += lam * counts / total
+        return p
+
+
+def _gram_codes(seq: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
+    """One integer per n-gram of seq: its tokens as digits in base vocab_size."""
+    if len(seq) < n:
+        return np.zeros(0, dtype=np.int64)
+    code = np.zeros(len(seq) - n + 1, dtype=np.int64)
+    for m in range(n):
+        code = code * vocab_size + seq[m : len(seq) - n + 1 + m]
+    return code
+
+
+def _context_code(context: Sequence[int], vocab_size: int) -> int:
+    code = 0
+    for token in context:
+        code = code * vocab_size + int(token)
+    return code
+
+
+def score_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> dict:
+    """Mean NLL (nats/token) and top-1 accuracy at positions 1..T-1 of every piece."""
+    nll, correct, n = 0.0, 0, 0
+    for piece in pieces:
+        seq = [int(t) for t in piece]
+        for i in range(1, len(seq)):
+            p = model.distribution(seq[max(0, i - model.order + 1) : i])
+            nll -= float(np.log(p[seq[i]]))
+            correct += int(np.argmax(p) == seq[i])
+            n += 1
+    return _scores(nll, correct, n)
+
+
+def score_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> dict:
+    """As `score_ngram`, for the model: one engine call per whole piece, from the zero state."""
+    nll, correct, n = 0.0, 0, 0
+    for piece in pieces:
+        if len(piece) < 2:
+            continue
+        logits, _ = engine.run(np.asarray(piece, dtype=np.int32)[None, :], engine.zero_state())
+        logits = logits[0, :-1].astype(np.float64)  # row t predicts token t + 1
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        targets = np.asarray(piece[1:], dtype=np.int64)
+        nll -= float(logp[np.arange(len(targets)), targets].sum())
+        correct += int((logits.argmax(axis=1) == targets).sum())
+        n += len(targets)
+    return _scores(nll, correct, n)
+
+
+def _scores(nll: float, correct: int, n: int) -> dict:
+    return {"nll": nll / n if n else None, "accuracy": correct / n if n else None}
