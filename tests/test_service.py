@@ -1,36 +1,73 @@
-"""The service loop with fake ports: every way out ends every note."""
+"""The service loop on a fake clock and fake ports: no sleeps. It sleeps until something is due,
+wakes for input at once, obeys SIGTERM in the turn it arrives, and every way out ends every note."""
 
+import heapq
+import itertools
+import os
+import signal
 import threading
-import time
 from dataclasses import replace
 
+import pytest
+
 from midiseed.daemon.config import Config
-from midiseed.daemon.service import Service
+from midiseed.daemon.service import FLUSH_SECONDS, SPIN_SECONDS, Service
 from tests.test_daemon_unit import FakeGenerator
 
 
-class FakePorts:
+class FakeClock:
+    """Made-up time. `wait_until` jumps to the deadline, or to the first scripted event before it
+    (which runs, and may wake the loop, as an input or a signal would)."""
+
     def __init__(self) -> None:
+        self.t = 0.0
+        self.script: list = []
+        self.order = itertools.count()
+        self.woken = False
+        self.waits: list[tuple[float, float, float]] = []  # (now, deadline, spin) of every wait
+
+    def now(self) -> float:
+        return self.t
+
+    def at(self, t: float, fn, *args) -> None:
+        heapq.heappush(self.script, (t, next(self.order), fn, args))
+
+    def wake(self) -> None:
+        self.woken = True
+
+    def wait_until(self, deadline: float, spin: float = 0.0) -> None:
+        self.waits.append((self.t, deadline, spin))
+        assert len(self.waits) < 100_000, "the loop never stopped"
+        if not self.woken and self.script and self.script[0][0] <= deadline:
+            t, _, fn, args = heapq.heappop(self.script)
+            self.t = max(self.t, t)
+            fn(*args)
+        elif not self.woken:
+            self.t = max(self.t, deadline)
+        self.woken = False
+
+
+class FakePorts:
+    def __init__(self, clock: FakeClock, wake) -> None:
+        self.clock, self.wake = clock, wake
         self.inbox: list[list[int]] = []
-        self.lock = threading.Lock()
-        self.sent: list[list[int]] = []
+        self.sent: list[tuple[float, list[int]]] = []
         self.closed = False
         self.fail_sends = False
 
-    def on_message(self, message: list[int]) -> None:
-        """What a test plays into the daemon."""
-        with self.lock:
-            self.inbox.append(message)
+    def feed(self, message: list[int]) -> None:
+        """What a test plays into the daemon (rtmidi's callback: queue, then wake)."""
+        self.inbox.append(message)
+        self.wake()
 
     def poll(self) -> list[list[int]]:
-        with self.lock:
-            out, self.inbox = self.inbox, []
+        out, self.inbox = self.inbox, []
         return out
 
     def send(self, message: list[int]) -> None:
         if self.fail_sends:
             raise OSError("port went away")
-        self.sent.append(message)
+        self.sent.append((self.clock.now(), message))
 
     def close(self) -> None:
         self.closed = True
@@ -38,14 +75,20 @@ class FakePorts:
     def maintain(self) -> None:
         pass
 
+    def ons(self) -> list[tuple[float, int]]:
+        return [(t, m[1]) for t, m in self.sent if m[0] & 0xF0 == 0x90]
+
     def left_on(self) -> set[int]:
         on: set[int] = set()
-        for m in self.sent:
+        for _, m in self.sent:
             if m[0] & 0xF0 == 0x90:
                 on.add(m[1])
             elif m[0] & 0xF0 == 0x80:
                 on.discard(m[1])
         return on
+
+    def last(self) -> list[int]:
+        return self.sent[-1][1]
 
 
 class Exploding(FakeGenerator):
@@ -60,91 +103,140 @@ class Exploding(FakeGenerator):
         return super().next_event(require_notes)
 
 
-def start(generator, **cfg):
+@pytest.fixture
+def sock(tmp_path):
+    return str(tmp_path / "status.sock")  # never the socket of a daemon running on this machine
+
+
+def start(generator, sock: str, **cfg) -> tuple[Service, FakePorts, FakeClock]:
+    """A service at 120 bpm (a step is 0.125 s) on a fake clock; realtime off: run() happens in
+    the test process itself, which must not become SCHED_FIFO."""
+    clock = FakeClock()
     holder = {}
 
-    def open_ports(backend):
-        holder["ports"] = FakePorts()
+    def open_ports(backend, wake):
+        holder["ports"] = FakePorts(clock, wake)
         return holder["ports"]
 
-    # realtime=False: run() happens in the test process itself, which must not become SCHED_FIFO
-    settings = replace(Config(), bpm=400, silence_beats=0.25, realtime=False, **cfg)
-    service = Service(settings, generator=generator, open_ports=open_ports)
-    return service, holder["ports"]
+    settings = replace(Config(), realtime=False, status_socket=sock, **cfg)
+    service = Service(settings, clock=clock, generator=generator, open_ports=open_ports)
+    return service, holder["ports"], clock
 
 
-def play_phrase(ports: FakePorts) -> None:
-    for pitch in (60, 64):
-        ports.on_message([0x90, pitch, 90])
-        time.sleep(0.02)
-        ports.on_message([0x80, pitch, 0])
+def play_phrase(clock: FakeClock, ports: FakePorts, t: float = 0.1) -> None:
+    """C4 then E4, 0.2 s each: the last release at t + 0.4."""
+    for i, pitch in enumerate((60, 64)):
+        clock.at(t + 0.2 * i, ports.feed, [0x90, pitch, 90])
+        clock.at(t + 0.2 * i + 0.2, ports.feed, [0x80, pitch, 0])
 
 
-def run_in_main(service: Service, seconds: float) -> int:
-    """run() installs signal handlers, so it runs in this (the main) thread; a timer stops it."""
-    timer = threading.Timer(seconds, service.stop)
-    timer.start()
-    try:
-        return service.run()
-    finally:
-        timer.cancel()
+def test_answer_notes_go_out_exactly_when_due_and_only_a_due_note_is_spun_for(sock):
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
+    play_phrase(clock, ports)  # last release 0.5 s: a beat of silence ends at 1.0 s, on a beat
+    clock.at(3.0, service.stop)
+    assert service.run() == 0
+    # the answer starts on the beat the silence ends on; then SCRIPT: C4 for 4 steps, D4+E4
+    assert ports.ons()[:3] == [(1.0, 60), (1.5, 62), (1.5, 64)]
+    spun_for = {deadline for _, deadline, spin in clock.waits if spin == SPIN_SECONDS}
+    sent_at = {t for t, _ in ports.sent}
+    assert {1.5, 2.0} <= spun_for <= sent_at  # 1.0 came from the silence's deadline
+    assert any(spin == 0.0 for _, _, spin in clock.waits)
 
 
-def test_stop_mid_answer_ends_every_note_and_closes_ports():
-    service, ports = start(FakeGenerator(), answer_beats=64)
-    threading.Timer(0.05, play_phrase, args=(ports,)).start()
-    status = run_in_main(service, 0.8)
-    assert status == 0
-    assert any(m[0] & 0xF0 == 0x90 for m in ports.sent)
-    assert ports.left_on() == set()
-    assert ports.sent[-1] == [0xB0, 123, 0]
-    assert ports.closed
+def test_input_wakes_the_loop_at_once_and_is_handled_at_its_arrival_time(sock):
+    service, ports, clock = start(FakeGenerator(), sock, mode="continue", chord_ms=0, quantize_start=False)
+    clock.at(0.3217, ports.feed, [0x90, 62, 100])
+    clock.at(1.0, service.stop)
+    turns = []
+    handle = service.performer.handle
+    service.performer.handle = lambda m, t: turns.append(t) or handle(m, t)
+    assert service.run() == 0
+    assert turns == [0.3217]
+    assert ports.ons()[0] == (0.3217, 60)  # re-seeded and answering in the same turn
 
 
-def test_an_exception_in_the_loop_ends_every_note_and_exits_1():
-    service, ports = start(Exploding(after=3), answer_beats=64)
-    threading.Timer(0.05, play_phrase, args=(ports,)).start()
-    status = run_in_main(service, 3.0)
-    assert status == 1
-    assert any(m[0] & 0xF0 == 0x90 for m in ports.sent)
-    assert ports.left_on() == set()
-    assert ports.sent[-1] == [0xB0, 123, 0]
+def test_an_idle_daemon_sleeps_instead_of_polling(sock):
+    service, _ports, clock = start(FakeGenerator(), sock)
+    clock.at(60.0, service.stop)
+    assert service.run() == 0
+    # nothing to do for a minute: a turn every 50 ms at most (the performer's own check), not the
+    # 0.5-2 ms input poll of old (30,000-120,000 turns)
+    assert len(clock.waits) <= 60 * 21
+    assert all(deadline > now for now, deadline, _ in clock.waits)  # never a wait for a past deadline
 
 
-def test_an_exception_in_another_thread_stops_the_daemon_cleanly():
-    service, ports = start(FakeGenerator(), answer_beats=64)
-    threading.Timer(0.05, play_phrase, args=(ports,)).start()
+def test_streaming_wakes_for_each_due_note_not_in_between(sock):
+    service, ports, clock = start(FakeGenerator(), sock, mode="continue")
+    clock.at(0.1, ports.feed, [0x90, 62, 100])
+    clock.at(0.2, ports.feed, [0x80, 62, 0])
+    clock.at(10.0, service.stop)
+    assert service.run() == 0
+    assert len(ports.ons()) >= 28  # a steady stream: SCRIPT is 3 note-ons every 8 steps (1 s)
+    assert len(clock.waits) <= 10 * 30
+    assert all(deadline > now for now, deadline, _ in clock.waits)
+
+
+def test_sigterm_is_obeyed_in_the_turn_it_arrives_and_ends_every_note(sock):
+    service, ports, clock = start(FakeGenerator(), sock, mode="continue", answer_beats=64)
+    clock.at(0.1, ports.feed, [0x90, 62, 100])
+    clock.at(2.0, os.kill, os.getpid(), signal.SIGTERM)  # the real signal, to this process
+    clock.at(30.0, pytest.fail, "SIGTERM was not obeyed")
+    before = signal.getsignal(signal.SIGTERM)
+    assert service.run() == 0
+    assert clock.t <= 2.0 + FLUSH_SECONDS  # the flush wait is all that follows the signal
+    assert all(t <= 2.0 for t, m in ports.sent if m[0] & 0xF0 == 0x90)
+    assert ports.ons() and ports.left_on() == set()
+    assert ports.last() == [0xB0, 123, 0] and ports.closed
+    assert signal.getsignal(signal.SIGTERM) is before  # run() put the old handler back
+
+
+def test_an_exception_in_the_loop_ends_every_note_and_exits_1(sock):
+    service, ports, clock = start(Exploding(after=3), sock, answer_beats=64)
+    play_phrase(clock, ports)
+    clock.at(30.0, service.stop)
+    assert service.run() == 1
+    assert ports.ons() and ports.left_on() == set()
+    assert ports.last() == [0xB0, 123, 0]
+    assert clock.t < 30.0
+
+
+def test_an_exception_in_another_thread_stops_the_daemon_cleanly(sock):
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=64)
+    play_phrase(clock, ports)
 
     def boom():
         raise ValueError("a helper thread failed")
 
-    threading.Timer(0.5, lambda: threading.Thread(target=boom).start()).start()
-    status = run_in_main(service, 5.0)
-    assert status == 1
-    assert ports.left_on() == set()
-    assert ports.sent[-1] == [0xB0, 123, 0]
+    def helper_fails():
+        thread = threading.Thread(target=boom)
+        thread.start()
+        thread.join()
+
+    clock.at(1.7, helper_fails)
+    clock.at(30.0, service.stop)
+    assert service.run() == 1
+    assert clock.t <= 1.7 + FLUSH_SECONDS
+    assert ports.ons() and ports.left_on() == set()
+    assert ports.last() == [0xB0, 123, 0]
 
 
-def test_a_port_that_fails_stops_the_daemon_with_an_error():
-    service, ports = start(FakeGenerator(), answer_beats=64)
-    threading.Timer(0.05, play_phrase, args=(ports,)).start()
-
-    def pull_the_cable():
-        ports.fail_sends = True
-
-    threading.Timer(0.5, pull_the_cable).start()
-    status = run_in_main(service, 5.0)
-    assert status == 1
-    assert ports.closed
+def test_a_port_that_fails_stops_the_daemon_with_an_error(sock):
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=64)
+    play_phrase(clock, ports)
+    clock.at(1.6, setattr, ports, "fail_sends", True)
+    clock.at(30.0, service.stop)
+    assert service.run() == 1
+    assert ports.closed and clock.t < 30.0
 
 
-def test_reload_switches_config_and_model_keeps_ports_and_refuses_bad_ones():
+def test_reload_switches_config_and_model_keeps_ports_counters_and_refuses_bad_ones(sock):
     from midiseed.daemon.config import ConfigError
 
+    base = replace(Config(), realtime=False, status_socket=sock)
     offers = [
-        replace(Config(), mode="continue", bpm=200, realtime=False),
+        replace(base, mode="continue", bpm=200),
         ConfigError("config.toml: [timing] bpm must be in 20..400, got 9000"),
-        replace(Config(), mode="respond", bpm=200, realtime=False, in_port="elsewhere"),
+        replace(base, mode="respond", bpm=200, in_port="elsewhere"),
     ]
 
     def reread():
@@ -159,24 +251,20 @@ def test_reload_switches_config_and_model_keeps_ports_and_refuses_bad_ones():
         made.append(cfg)
         return FakeGenerator()
 
-    holder = {}
-
-    def open_ports(backend):
-        holder["ports"] = FakePorts()
-        return holder["ports"]
-
+    clock = FakeClock()
     service = Service(
-        replace(Config(), realtime=False),
+        base,
+        clock=clock,
         generator=FakeGenerator(),
-        open_ports=open_ports,
+        open_ports=lambda backend, wake: FakePorts(clock, wake),
         reload_config=reread,
         make_generator=make_generator,
     )
-    first_ports = service.ports
-    service.performer.stats["notes in"] = 7
+    first_ports, first_stats = service.ports, service.stats
+    service.performer.handle([0x90, 60, 90], 0.0)
     service._reload()
     assert service.performer.mode == "continue" and service.tempo.bpm == 200
-    assert service.performer.stats["notes in"] == 7  # counters cover the whole run
+    assert service.performer.stats is first_stats and service.status()["notes_in"] == 1
     assert len(made) == 1 and service.ports is first_ports
     service._reload()  # a bad file: logged, the running config stays
     assert service.cfg.mode == "continue"
@@ -184,22 +272,59 @@ def test_reload_switches_config_and_model_keeps_ports_and_refuses_bad_ones():
     assert service.cfg.in_port == "midiseed-in" and service.cfg.mode == "continue"
 
 
-def test_reload_cc_asks_the_service_to_reload():
-    service, ports = start(FakeGenerator())
+def test_reload_cc_asks_the_service_to_reload(sock):
+    service, ports, clock = start(FakeGenerator(), sock)
     calls = []
-    service.reload_config = lambda: calls.append(1) or replace(service.cfg, bpm=150)
+    service.reload_config = lambda: calls.append(clock.t) or replace(service.cfg, bpm=150)
     service.make_generator = lambda cfg: FakeGenerator()
-    threading.Timer(0.05, ports.on_message, args=([0xB0, 90, 127],)).start()
-    assert run_in_main(service, 0.5) == 0
-    assert calls == [1] and service.tempo.bpm == 150
+    clock.at(0.25, ports.feed, [0xB0, 90, 127])
+    clock.at(1.0, service.stop)
+    assert service.run() == 0
+    assert calls == [0.25] and service.tempo.bpm == 150
 
 
-def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path):
+def test_sighup_reloads_between_turns(sock):
+    service, _ports, clock = start(FakeGenerator(), sock)
+    calls = []
+    service.reload_config = lambda: calls.append(clock.t) or replace(service.cfg, mode="continue")
+    service.make_generator = lambda cfg: FakeGenerator()
+    clock.at(0.5, os.kill, os.getpid(), signal.SIGHUP)
+    clock.at(1.0, service.stop)
+    assert service.run() == 0
+    assert calls == [0.5] and service.performer.mode == "continue"
+
+
+def test_model_cc_switches_between_loaded_models(sock):
+    made = []
+
+    def make_generator(cfg):
+        made.append(cfg.model)
+        return FakeGenerator()
+
+    clock = FakeClock()
+    holder = {}
+
+    def open_ports(backend, wake):
+        holder["ports"] = FakePorts(clock, wake)
+        return holder["ports"]
+
+    settings = replace(Config(), realtime=False, status_socket=sock, models=("second.onnx",))
+    service = Service(settings, clock=clock, open_ports=open_ports, make_generator=make_generator)
+    assert made == ["", "second.onnx"]  # both loaded at start
+    clock.at(0.05, holder["ports"].feed, [0xB0, 91, 1])
+    clock.at(0.3, service.stop)
+    assert service.run() == 0
+    assert service.performer.gen is service.generators[1]
+    assert service.status()["model"] == "second.onnx"
+
+
+def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path, sock):
     import mido
 
-    service, ports = start(FakeGenerator(), answer_beats=4, record=str(tmp_path / "rec"))
-    threading.Timer(0.05, play_phrase, args=(ports,)).start()
-    assert run_in_main(service, 1.5) == 0
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=4, record=str(tmp_path / "rec"))
+    play_phrase(clock, ports)
+    clock.at(12.0, service.stop)
+    assert service.run() == 0
     (path,) = (tmp_path / "rec").glob("midiseed-*.mid")
     mid = mido.MidiFile(path)
     names = [t.name for t in mid.tracks]
@@ -215,51 +340,44 @@ def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path):
         else:
             on.discard(m.note)
     assert not on  # the recording ends with every note off, as the output did
+    # written while playing (every 5 s), not only at the end: the loop woke for it
+    assert any(abs(deadline - 5.5) < 1e-9 for _, deadline, _ in clock.waits)
 
 
-def test_status_socket_answers_midiseed_status(tmp_path):
+def test_status_socket_answers_midiseed_status(tmp_path, sock):
     from typer.testing import CliRunner
 
     from midiseed.cli import app
     from midiseed.daemon.status import ask
 
-    sock = tmp_path / "s.sock"
-    service, ports = start(FakeGenerator(), answer_beats=4, status_socket=str(sock))
-    got = {}
-    threading.Timer(0.05, play_phrase, args=(ports,)).start()
-    threading.Timer(0.8, lambda: got.update(ask(sock))).start()
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
+    got, cli = {}, {}
     config = tmp_path / "c.toml"
     config.write_text(f'[log]\nstatus_socket = "{sock}"\n')
-    cli = {}
-    threading.Timer(
-        0.9, lambda: cli.update(r=CliRunner().invoke(app, ["status", "--config", str(config)]))
-    ).start()
-    assert run_in_main(service, 1.2) == 0
+    play_phrase(clock, ports)
+    clock.at(1.2, lambda: got.update(ask(tmp_path / "status.sock")))
+    clock.at(1.3, lambda: cli.update(r=CliRunner().invoke(app, ["status", "--config", str(config)])))
+    clock.at(1.5, service.stop)
+    assert service.run() == 0
     assert got["notes_in"] == 2 and got["answers"] == 1 and got["notes_out"] >= 1
-    assert got["mode"] == "respond" and got["tempo_source"] == "internal"
+    assert got["mode"] == "respond" and got["tempo_source"] == "internal" and got["uptime_s"] == 1.2
     assert cli["r"].exit_code == 0 and "notes in 2" in cli["r"].output
-    assert not sock.exists()  # removed on the way out
+    assert not (tmp_path / "status.sock").exists()  # removed on the way out
     gone = CliRunner().invoke(app, ["status", "--config", str(config)])
     assert gone.exit_code == 2 and "no midiseed is running" in gone.output
 
 
-def test_model_cc_switches_between_loaded_models():
-    made = []
+def test_status_line_and_live_view_are_made_from_one_snapshot(sock):
+    from midiseed.daemon.status import live_line, status_line
 
-    def make_generator(cfg):
-        made.append(cfg.model)
-        return FakeGenerator()
-
-    holder = {}
-
-    def open_ports(backend):
-        holder["ports"] = FakePorts()
-        return holder["ports"]
-
-    settings = replace(Config(), realtime=False, models=("second.onnx",))
-    service = Service(settings, open_ports=open_ports, make_generator=make_generator)
-    assert made == ["", "second.onnx"]  # both loaded at start
-    ports = holder["ports"]
-    threading.Timer(0.05, ports.on_message, args=([0xB0, 91, 1],)).start()
-    assert run_in_main(service, 0.3) == 0
-    assert service.performer.gen is service.generators[1]
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
+    play_phrase(clock, ports)
+    lines = {}
+    clock.at(1.0001, lambda: lines.update(info=service.status()))
+    clock.at(1.2, service.stop)
+    assert service.run() == 0
+    info = lines["info"]
+    assert status_line(info).startswith("notes in 2, out 1, answers 1, dropped 0, event p99 ")
+    assert status_line(info).endswith("tempo 120.0 bpm (internal)")
+    assert live_line(info).startswith("respond | heard E4   | playing C4 ")
+    assert live_line(info).endswith(status_line(info))

@@ -72,7 +72,7 @@ def status(
     import json
 
     from midiseed.daemon import config as daemon_config
-    from midiseed.daemon.status import ask, socket_path
+    from midiseed.daemon.status import ask, socket_path, status_line
 
     path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     cfg = daemon_config.load(path)
@@ -85,10 +85,7 @@ def status(
         typer.echo(json.dumps(info, indent=1))
         return
     typer.echo(
-        f"midiseed pid {info['pid']}, up {info['uptime_s']:.0f} s, {info['mode']}, "
-        f"{info['tempo_bpm']:g} bpm ({info['tempo_source']}): "
-        f"notes in {info['notes_in']}, out {info['notes_out']}, "
-        f"answers {info['answers']}, dropped {info['dropped']}, event p99 {info['event_ms_p99']} ms"
+        f"midiseed pid {info['pid']}, up {info['uptime_s']:.0f} s, {info['mode']}: {status_line(info)}"
     )
 
 

@@ -6,11 +6,10 @@ says what would have been accepted.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from midiseed.errors import UserError
 

@@ -2,7 +2,9 @@
 
 Pure logic, driven from outside with explicit times: `handle(bytes, t)` for each incoming
 message and `tick(t)` to send whatever is due. The service calls them from one thread that owns
-time; the tests call them with made-up times, so they need no sleeps.
+time; the tests call them with made-up times, so they need no sleeps. What needs more than the
+performer owns (reload the config, switch to another loaded model) `handle` returns as a
+`Command` for the service to carry out.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import itertools
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from midiseed.daemon.config import Config
 from midiseed.daemon.listener import Listener
 from midiseed.daemon.notes import NoteTracker
+from midiseed.daemon.status import Stats
 from midiseed.runtime.codec import Event
 from midiseed.runtime.generate import Generator
 
@@ -56,6 +58,18 @@ def parse(data: list[int] | bytes) -> tuple[str, int, int, int] | str:
     return "other system message"
 
 
+@dataclass(frozen=True)
+class Command:
+    """What `Performer.handle` asks of the service: "reload" (config and model), or "model" (answer
+    with loaded model number `value`)."""
+
+    kind: str
+    value: int = 0
+
+
+RELOAD = Command("reload")
+
+
 class Performer:
     """Listens, decides, plans on the grid and plays; owns the note tracker."""
 
@@ -66,15 +80,18 @@ class Performer:
         tempo,
         send: Callable[[list[int]], None],
         tracker: NoteTracker | None = None,
+        stats: Stats | None = None,
     ) -> None:
+        """A reload makes a new Performer with the old `tracker` (it knows what sounds) and the
+        service's `stats` (the counters cover the whole run)."""
         self.cfg = cfg
         self.gen = generator
         self.grid = generator.codec.grid
         self.tempo = tempo
-        self.tracker = tracker or NoteTracker(send)  # a reload keeps the tracker: it knows what sounds
-        self.reload_asked = False  # the reload CC was played; the service acts on it
-        self.model_asked: int | None = None  # the model CC was played: which model to answer with
-        self.listener = Listener(self.grid, cfg.chord_ms / 1000, {c - 1 for c in cfg.in_channels})
+        self.tracker = tracker or NoteTracker(send)
+        self.stats = stats if stats is not None else Stats()
+        channels = {c - 1 for c in cfg.in_channels}
+        self.listener = Listener(self.grid, cfg.chord_ms / 1000, channels, self.stats.input_dropped)
         self.mode = cfg.mode
         self.out_channel = cfg.out_channel - 1
         self.velocity = cfg.velocity or 80
@@ -84,28 +101,28 @@ class Performer:
         self.end: float | None = None  # where the answer stops (None: a steady stream)
         self.sounding_planned: set[int] = set()
         self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
-        self.stats: Counter[str] = Counter()
-        self.step_times: list[float] = []  # seconds per generated event (the last 1000)
         self.last_heard: list[int] = []  # for the live view
 
     # ---- input -------------------------------------------------------------------------------
-    def handle(self, data: list[int] | bytes, t: float) -> None:
-        """One incoming MIDI message at time t. Nothing here raises for bad input: it is counted."""
+    def handle(self, data: list[int] | bytes, t: float) -> Command | None:
+        """One incoming MIDI message at time t; returns what the service must do about it, if
+        anything. Nothing here raises for bad input: it is counted. A panic is carried out here,
+        at once: the performer owns the notes."""
         msg = parse(data)
         if isinstance(msg, str):
             self.stats[f"dropped: {msg}"] += 1
-            return
+            return None
         kind, channel, a, b = msg
         if kind in ("clock", "start", "stop", "continue", "songpos"):
             self._transport(kind, t, a)
-            return
+            return None
         if kind == "cc" and a in (120, 123, self.cfg.panic_cc):  # a DAW's panic counts too, on any channel
             log.info("panic (CC %d): all notes off", a)
             self.panic()
-            return
+            return None
         if not self.listener.accepts(channel):
             self.stats["ignored: other channel"] += 1
-            return
+            return None
         pos = self.tempo.position(t)
         if kind == "note_on":
             self.stats["notes in"] += 1
@@ -118,9 +135,10 @@ class Performer:
         elif kind == "note_off":
             self.listener.note_off(channel, a, t, pos)
         elif kind == "cc":
-            self._control(a, b, t, pos)
+            return self._control(a, b, t, pos)
         else:
             self.stats["ignored: other message"] += 1
+        return None
 
     def _transport(self, kind: str, t: float, value: int) -> None:
         change = self.tempo.on_message(kind, t, value)
@@ -130,10 +148,10 @@ class Performer:
         elif change:
             log.info("transport %s", change)
 
-    def _control(self, control: int, value: int, t: float, pos: float) -> None:
+    def _control(self, control: int, value: int, t: float, pos: float) -> Command | None:
         cfg = self.cfg
         if control == 0:
-            return
+            return None
         if control == cfg.end_call_cc and value >= 64 and self.mode == "respond":
             self.listener.release_stuck(t, pos, -1)  # the call is over, whatever is still held
             self._answer(t, pos)
@@ -146,9 +164,9 @@ class Performer:
                 self.listener.take_phrase()
         elif control == cfg.reload_cc and value >= 64:
             log.info("reload asked by CC %d", control)
-            self.reload_asked = True
+            return RELOAD
         elif control == cfg.model_cc:
-            self.model_asked = value
+            return Command("model", value)
         elif control == cfg.temperature_cc:
             self._decoding(temperature=round(value / 127 * 2, 3))
         elif control == cfg.top_k_cc:
@@ -156,6 +174,7 @@ class Performer:
         elif control == cfg.no_repeat_cc:
             n = value // 8
             self._decoding(no_repeat=0 if n < 2 else n)
+        return None
 
     def _decoding(self, **change) -> None:
         self.gen.decoding = replace(self.gen.decoding, **change)
@@ -206,8 +225,7 @@ class Performer:
             # an answer opens with notes, and a stream never rests for more than two beats
             event = self.gen.next_event(require_notes=self.rest_steps is None or self.rest_steps >= 2 * spb)
             self.rest_steps = (self.rest_steps or 0) + event.steps if event.is_rest else 0
-            self.step_times.append(time.perf_counter() - t0)
-            del self.step_times[:-1000]
+            self.stats.step_times.append(time.perf_counter() - t0)
             self._place(event)
             planned = True
             if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
@@ -266,6 +284,12 @@ class Performer:
         self.stats["reseeds"] += 1
         log.debug("re-seeded with %s", pitches)
 
+    def use(self, generator: Generator) -> None:
+        """Answer with another (loaded) model from now on; what was planned with the old one stops."""
+        if generator is not self.gen:
+            self.cancel()
+            self.gen = generator
+
     # ---- stopping ----------------------------------------------------------------------------
     def cancel(self) -> None:
         """Drop the planned answer and release what is sounding."""
@@ -283,12 +307,16 @@ class Performer:
         self.sounding_planned = set()
         self.tracker.panic()
 
+    def next_note_time(self) -> float | None:
+        """When the next planned note is due (None: nothing planned)."""
+        return self.tempo.time_of(self.plan[0][0]) if self.plan else None
+
     def next_deadline(self, t: float) -> float:
         """The latest time the next tick() is needed (the service may call it earlier)."""
         times = [t + 0.05]
         if self.plan:
             times.append(self.tempo.time_of(self.plan[0][0]))
-        if self.listener.last_release_t is not None and self.listener.finished:
+        if self.mode == "respond" and self.listener.last_release_t is not None and self.listener.finished:
             spb = self.grid.steps_per_beat
             times.append(
                 self.listener.last_release_t + self.cfg.silence_beats * spb * self.tempo.step_seconds
@@ -296,9 +324,12 @@ class Performer:
         group = self.listener.group
         if self.mode == "continue" and group is not None and not group.taken:
             times.append(group.t + self.listener.chord_seconds)
-        return min([x for x in times if x >= t] or [t + 0.05])
+        # strictly later than t: what is due at t was done by this tick, and a deadline equal to
+        # now would turn the service's wait into a spin
+        return min([x for x in times if x > t] or [t + 0.05])
 
     @property
     def dropped(self) -> int:
+        """Messages dropped: garbage, the listener's and the tempo's (a clock flood)."""
         own = sum(v for k, v in self.stats.items() if k.startswith("dropped"))
-        return own + sum(self.listener.dropped.values()) + getattr(self.tempo, "dropped", 0)
+        return own + sum(self.stats.input_dropped.values()) + getattr(self.tempo, "dropped", 0)

@@ -29,7 +29,14 @@ class Group:
 class Listener:
     """Collects a phrase of live notes; counts what it ignores."""
 
-    def __init__(self, grid: Grid, chord_seconds: float, channels: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        chord_seconds: float,
+        channels: set[int] | None = None,
+        dropped: Counter[str] | None = None,
+    ) -> None:
+        """`dropped` counts what is ignored, by reason (the run's, kept across reloads)."""
         self.grid = grid
         self.chord_seconds = chord_seconds
         self.channels = channels or set()  # 0..15; empty = all
@@ -37,7 +44,7 @@ class Listener:
         self.finished: list[tuple[int, float, float, int]] = []  # pitch, onset pos, release pos, velocity
         self.group: Group | None = None
         self.last_release_t: float | None = None
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = dropped if dropped is not None else Counter()
 
     def accepts(self, channel: int) -> bool:
         return not self.channels or channel in self.channels

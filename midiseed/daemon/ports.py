@@ -4,25 +4,36 @@ Virtual ports on ALSA, JACK and CoreMIDI; on Windows, which has none, existing p
 the config (e.g. loopMIDI's). Raw bytes in and out: parsing is the performer's job, so a garbage
 message costs a counter, never an exception.
 
-Input is polled, never called back: a Python callback runs in JACK's (real-time) process thread
-and must take the GIL there, so whatever Python does meanwhile (a model step) would hold up the
-whole JACK graph, and closing a port could deadlock against it. rtmidi queues incoming messages
-in that thread without Python; the service drains the queue every half millisecond.
+Input arrives through rtmidi's callback, so the service can sleep until a message comes instead
+of polling. On JACK that callback runs in JACK's real-time process thread and must take the GIL
+there, which is why it is as small as it can be: it appends the bytes to a queue and wakes the
+service (`Clock.wake`: a flag and at most one byte on a local socket), nothing else. The GIL is
+then held up only by the main thread's bytecode between switches (the service sets a short
+switch interval). Closing is where a callback once deadlocked (closing a JACK client waits for
+its process thread, which waited for the GIL the closer held): every callback is cancelled first,
+and the GIL is let go for a moment so that one already under way finishes, before any port closes.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 
 from midiseed.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-QUEUE_SIZE = 16384  # messages rtmidi keeps between two polls (a flood beyond it is dropped there)
+QUEUE_SIZE = 16384  # messages rtmidi keeps (only before the callback is set, or after it is cancelled)
+SETTLE_SECONDS = 0.02  # GIL let go between cancelling the callbacks and closing: one under way ends
+# rtmidi frees a cancelled callback's (function, data) tuple at once, while a callback already
+# waiting for the GIL in JACK's thread will still read it: such tuples are kept here, for good
+_CANCELLED: list[object] = []
 
 
 class PortError(UserError):
@@ -95,8 +106,11 @@ def _find(names: list[str], wanted: str) -> int:
 class Named:
     """A connection to an existing port (a keyboard, a DAW's input) that may come and go."""
 
-    def __init__(self, name: str, is_input: bool, api: int, client_name: str) -> None:
+    def __init__(
+        self, name: str, is_input: bool, api: int, client_name: str, on_message: Callable | None = None
+    ) -> None:
         self.name, self.is_input, self.api, self.client_name = name, is_input, api, client_name
+        self.on_message = on_message  # an input's rtmidi callback
         self.port = None  # the open rtmidi object while connected
 
     def _new(self):
@@ -117,6 +131,8 @@ class Named:
             self.port = None
         elif self.port is None and present:
             port = self._new()
+            if self.is_input and self.on_message is not None:
+                port.set_callback(self.on_message)
             try:
                 port.open_port(_find(port.get_ports(), self.name))
             except Exception as err:  # it vanished again between the two looks
@@ -127,12 +143,32 @@ class Named:
             log.info("connected %s %r", "from" if self.is_input else "to", self.name)
 
 
-def _close(port) -> None:
+def _cancel(port) -> None:
+    """Stop the input callback (an output has none); its tuple is kept, see _CANCELLED."""
+    if not hasattr(port, "cancel_callback"):
+        return
+    _CANCELLED.extend(r for r in gc.get_referents(port) if isinstance(r, tuple) and len(r) == 2)
     try:
-        port.close_port()
-        port.delete()
+        port.cancel_callback()
     except Exception as err:  # closing must go on for every port
-        log.debug("closing a port: %s", err)
+        log.debug("cancelling a callback: %s", err)
+
+
+def _close(port) -> None:
+    """Cancel the callback, let one under way finish, close."""
+    _cancel(port)
+    _close_now([port])
+
+
+def _close_now(ports: list) -> None:
+    if any(hasattr(p, "cancel_callback") for p in ports):
+        time.sleep(SETTLE_SECONDS)  # no GIL held: a callback already waiting for it runs and ends
+    for port in ports:
+        try:
+            port.close_port()
+            port.delete()
+        except Exception as err:  # closing must go on for every port
+            log.debug("closing a port: %s", err)
 
 
 class Ports:
@@ -147,22 +183,27 @@ class Ports:
         out_name: str,
         connect_from: tuple[str, ...] = (),
         connect_to: tuple[str, ...] = (),
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
+        """`wake` is called (from rtmidi's thread) after each message is queued for `poll()`."""
         rtmidi = _rtmidi()
         self.backend = backend
         api = _api(backend)
         self._ins: list = []
         self._outs: list = []
-        self.named = [Named(n, True, api, client_name) for n in connect_from]
+        self._inbox: deque[list[int]] = deque()
+        self._wake = wake
+        self.named = [Named(n, True, api, client_name, self._arrived) for n in connect_from]
         self.named += [Named(n, False, api, client_name) for n in connect_to]
         try:
             midi_in = rtmidi.MidiIn(api, name=client_name, queue_size_limit=QUEUE_SIZE)
             midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
+            midi_in.set_callback(self._arrived)  # before the port opens: nothing waits in rtmidi's queue
+            self._ins.append(midi_in)
             if backend == "windows":
                 midi_in.open_port(_find(midi_in.get_ports(), in_name))
             else:
                 midi_in.open_virtual_port(in_name)
-            self._ins.append(midi_in)
             # JACK and ALSA make each rtmidi object its own client: give the output its own stable name
             midi_out = rtmidi.MidiOut(api, name=f"{client_name}-out")
             if backend == "windows":
@@ -188,12 +229,16 @@ class Ports:
         for named in self.named:
             named.maintain(self._ins[0] if named.is_input else self._outs[0])
 
+    def _arrived(self, event: tuple[list[int], float], _data: object = None) -> None:
+        # rtmidi's callback, in JACK's real-time thread: queue and wake, nothing more (module docstring)
+        self._inbox.append(event[0])
+        self._wake()
+
     def poll(self) -> list[list[int]]:
-        """Every message that arrived since the last poll, in order (per input port)."""
-        out = []
-        for port in self._ins + [n.port for n in self.named if n.is_input and n.port is not None]:
-            while (event := port.get_message()) is not None:
-                out.append(event[0])
+        """Every message that arrived since the last poll, in order of arrival."""
+        inbox, out = self._inbox, []
+        while inbox:
+            out.append(inbox.popleft())
         return out
 
     def send(self, message: list[int]) -> None:
@@ -207,8 +252,11 @@ class Ports:
                     log.debug("sending to %r: %s", named.name, err)
 
     def close(self) -> None:
-        for port in self._ins + self._outs + [n.port for n in self.named if n.port is not None]:
-            _close(port)
+        """Cancel every callback, then close every port (see the module docstring for the order)."""
+        ports = self._ins + self._outs + [n.port for n in self.named if n.port is not None]
+        for port in ports:
+            _cancel(port)
+        _close_now(ports)
         for named in self.named:
             named.port = None
         self._ins, self._outs = [], []

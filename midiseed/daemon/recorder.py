@@ -7,6 +7,7 @@ a crash loses at most those seconds and a reader never sees half a file.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class Recorder:
             return  # clock, sysex and garbage are not music
         (self.heard if side == "heard" else self.played).append((t - self.start, list(message)))
         self._dirty = True
+
+    def next_flush(self) -> float:
+        """When flush() will next write (math.inf while nothing new was recorded)."""
+        return self._last_flush + self.every if self._dirty else math.inf
 
     def flush(self, t: float, force: bool = False) -> None:
         if not self._dirty or (not force and t - self._last_flush < self.every):

@@ -1,28 +1,31 @@
 """`midiseed serve`: ports, engine and performer wired together, one thread owning time.
 
-The main thread polls the input every half millisecond (rtmidi queues it without Python, see
-ports.py), handles it, sends what is due and sleeps until the next deadline or poll. Every way
-out (SIGTERM, SIGINT, an exception here or in any thread, a port that fails) goes through
-`Performer.panic()` first.
+The main thread sleeps until the next due note, the next timer or the next input, whichever is
+first: rtmidi's callback queues each message and wakes it (ports.py, clock.py). It then handles
+what arrived, carries out what the performer asks (`Command`), sends what is due, and sleeps
+again. Every way out (SIGTERM, SIGINT, an exception here or in any thread, a port that fails)
+goes through `Performer.panic()` first. All time goes through the injected clock, so the tests
+run this loop on made-up time.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from midiseed.daemon.clock import Clock, SystemClock
 from midiseed.daemon.config import Config
-from midiseed.daemon.core import Performer
+from midiseed.daemon.core import Command, Performer
 from midiseed.daemon.ports import Ports, choose_backend
 from midiseed.daemon.recorder import Recorder
-from midiseed.daemon.status import StatusServer, snapshot, socket_path
+from midiseed.daemon.status import Stats, StatusServer, live_line, snapshot, socket_path, status_line
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
@@ -43,10 +46,14 @@ RESTART_KEYS = (
 REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
 RECONNECT_SECONDS = 1.0  # how often named ports are looked for
-POLL_SECONDS = 0.0005  # input is read at least this often while playing or just played to
-IDLE_POLL_SECONDS = 0.002  # ... and this often after IDLE_AFTER seconds of nothing
-IDLE_AFTER = 5.0
 SPIN_SECONDS = 0.0002  # the last stretch before a due note is spun out: sleeps overshoot
+VIEW_SECONDS = 0.2  # the terminal's live view is redrawn at most this often
+# How long another thread may wait for the GIL before the main thread must hand it over. rtmidi's
+# input callback takes the GIL inside JACK's real-time thread: Python's default (5 ms) would let a
+# beat of generation hold up the whole JACK graph for several periods.
+SWITCH_SECONDS = 0.0001
+
+OpenPorts = Callable[[str, Callable[[], None]], Ports]
 
 
 class Service:
@@ -55,28 +62,29 @@ class Service:
     def __init__(
         self,
         cfg: Config,
-        clock=time.monotonic,
-        generator=None,
-        open_ports=None,
+        clock: Clock | None = None,
+        generator: Generator | None = None,
+        open_ports: OpenPorts | None = None,
         reload_config: Callable[[], Config] | None = None,
         make_generator: Callable[[Config], Generator] | None = None,
     ) -> None:
-        """`generator`, `make_generator(cfg)` and `open_ports(backend)` replace the real
-        ones in tests; `reload_config` gives the configuration to switch to on SIGHUP or the reload CC."""
+        """`clock`, `generator`, `make_generator(cfg)` and `open_ports(backend, wake)` replace the
+        real ones in tests; `reload_config` gives the configuration to switch to on SIGHUP or the
+        reload CC."""
         self.make_generator = make_generator or self._generator
         self.cfg = cfg
         self.reload_config = reload_config
         self.reload_requested = False
-        self.view: LiveView | None = None
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
         self.stopping = threading.Event()
         self.failure: BaseException | None = None
-        self.generator = generator or self.make_generator(cfg)
-        spb = self.generator.codec.grid.steps_per_beat
+        self.stats = Stats()  # the whole run's counters: every Performer gets this one
+        generator = generator or self.make_generator(cfg)
+        spb = generator.codec.grid.steps_per_beat
         if cfg.clock == "midi":
             self.tempo = MidiClockTempo(spb, cfg.bpm)
         else:
-            self.tempo = InternalTempo(cfg.bpm, spb, clock())
+            self.tempo = InternalTempo(cfg.bpm, spb, self.clock.now())
         if open_ports is None:
             self.backend = choose_backend(cfg.backend)
             self.ports = Ports(
@@ -86,15 +94,17 @@ class Service:
                 cfg.out_port,
                 cfg.connect_from,
                 cfg.connect_to,
+                wake=self.clock.wake,
             )
         else:
             self.backend = cfg.backend
-            self.ports = open_ports(cfg.backend)
+            self.ports = open_ports(cfg.backend, self.clock.wake)
         # more models to switch to by CC: loaded now, so a switch costs nothing on stage
-        self.generators = [self.generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
-        self.started = time.monotonic()
-        self.recorder = Recorder(Path(cfg.record), clock()) if cfg.record else None
-        self.performer = Performer(cfg, self.generator, self.tempo, self._send)
+        self.generators = [generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
+        self.model_index = 0
+        self.started = self.clock.now()
+        self.recorder = Recorder(Path(cfg.record), self.clock.now()) if cfg.record else None
+        self.performer = Performer(cfg, generator, self.tempo, self._send, stats=self.stats)
         channels = ", ".join(str(c) for c in cfg.in_channels) or "all"
         log.info(
             "listening on %s:%s (channels %s), playing on %s:%s channel %d; mode %s; tempo %s",
@@ -114,20 +124,32 @@ class Service:
         log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
         return Generator(engine, Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat), seed=cfg.random_seed)
 
-    def _status(self) -> dict:
-        return snapshot(self.performer, self.tempo, self.started, self.cfg.model or "default")
+    # ---- what the status socket, the log and the live view show -------------------------------
+    def status(self) -> dict:
+        """The run's figures (status.snapshot): the socket's answer and every status line."""
+        model = ([self.cfg.model or "default", *self.cfg.models])[self.model_index]
+        return snapshot(self.performer, self.tempo, self.stats, self.clock.now() - self.started, model)
+
+    # ---- commands ------------------------------------------------------------------------------
+    def _obey(self, command: Command) -> None:
+        if command.kind == "reload":
+            self._reload()
+        elif command.kind == "model":
+            self._select_model(command.value)
 
     def _select_model(self, index: int) -> None:
         index = min(index, len(self.generators) - 1)
-        if self.generators[index] is self.performer.gen:
+        if index == self.model_index:
             return
-        self.performer.cancel()
-        self.performer.gen = self.generators[index]
+        self.model_index = index
+        self.performer.use(self.generators[index])
         names = [self.cfg.model or "default", *self.cfg.models]
         log.info("answering with model %d: %s", index, names[index])
 
     def request_reload(self, *_args) -> None:
+        """SIGHUP: reload at the top of the next turn of the loop."""
         self.reload_requested = True
+        self.clock.wake()
 
     def _reload(self) -> None:
         """Switch to the re-read config (and its model) without closing the ports or losing the tempo;
@@ -148,42 +170,24 @@ class Service:
             log.error("reload refused, keeping the running config and model: %s", err)
             return
         self.performer.cancel()
-        self.generators = generators
-        self.generator = generators[0]
-        old = self.performer
-        self.performer = Performer(new, self.generator, self.tempo, self._send, tracker=old.tracker)
-        # counters and timings describe the whole run, not the time since the last reload
-        self.performer.stats, self.performer.step_times = old.stats, old.step_times
-        self.performer.listener.dropped = old.listener.dropped
+        self.generators, self.model_index = generators, 0
+        tracker = self.performer.tracker  # it knows what sounds; the stats are the service's anyway
+        self.performer = Performer(new, generators[0], self.tempo, self._send, tracker, self.stats)
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
-            self.tempo.set_bpm(new.bpm, self.clock())
+            self.tempo.set_bpm(new.bpm, self.clock.now())
         self.cfg = new
-        if self.view is not None:
-            self.view.performer = self.performer
         log.info("reloaded: mode %s, %g bpm, model %s", new.mode, new.bpm, new.model or "default")
 
+    # ---- the loop ------------------------------------------------------------------------------
     def _send(self, message: list[int]) -> None:
         self.ports.send(message)
         if self.recorder is not None:
-            self.recorder.add("played", message, self.clock())
+            self.recorder.add("played", message, self.clock.now())
 
     def stop(self, *_args) -> None:
+        """SIGTERM, SIGINT, a failed thread: leave the loop at once."""
         self.stopping.set()
-
-    def _wait(self, last_input: float) -> None:
-        """Sleep until the next due note or input poll. Only a due note is worth spinning the last
-        0.2 ms for (sleeps overshoot by ~0.1 ms); a poll is not: spinning for it burnt 40% of a core."""
-        now = self.clock()
-        busy = self.performer.cursor is not None or now - last_input < IDLE_AFTER
-        poll = now + (POLL_SECONDS if busy else IDLE_POLL_SECONDS)
-        due = self.performer.next_deadline(now)
-        if poll < due - SPIN_SECONDS:
-            time.sleep(poll - now)
-            return
-        if due - now > SPIN_SECONDS:
-            time.sleep(due - now - SPIN_SECONDS)
-        while self.clock() < due:
-            pass
+        self.clock.wake()
 
     def _thread_failed(self, args) -> None:
         self.failure = args.exc_value
@@ -199,49 +203,61 @@ class Service:
         except OSError as err:
             log.info("no real-time priority (%s): timing may suffer when the machine is busy", err.strerror)
 
+    def _turn(self, timers: Timers) -> None:
+        """One turn of the loop: input, commands, due notes, timers; then sleep until the next thing."""
+        now = self.clock.now()
+        for message in self.ports.poll():
+            command = self.performer.handle(message, now)
+            if self.recorder is not None:
+                self.recorder.add("heard", message, now)
+            if command is not None:
+                self._obey(command)
+        if self.reload_requested:
+            self._reload()
+        self.performer.tick(self.clock.now())
+        now = self.clock.now()
+        if timers.due("look", now):
+            self.ports.maintain()
+        if timers.due("status", now):
+            log.info(status_line(self.status()))
+        if timers.due("view", now):
+            timers.view_line(live_line(self.status()))
+        if self.recorder is not None:
+            self.recorder.flush(now)
+            timers.at("record", self.recorder.next_flush())
+        due = self.performer.next_deadline(now)
+        note = self.performer.next_note_time()
+        deadline = min(due, timers.next())
+        spin = SPIN_SECONDS if note is not None and note <= deadline else 0.0
+        if not self.stopping.is_set():
+            self.clock.wait_until(deadline, spin)
+
+    def _sleep(self, seconds: float) -> None:
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.clock.wait_until(end)
+
     def run(self) -> int:
+        """Play until stopped; 0 after a clean stop, 1 after an error (every note ended either way)."""
         self._realtime()
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop}
         if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, self.request_reload)
-        threading.excepthook = self._thread_failed
+            handlers[signal.SIGHUP] = self.request_reload
+        handlers = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}  # the old ones
+        excepthook, threading.excepthook = threading.excepthook, self._thread_failed
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_SECONDS)
         status = 0
-        view = self.view = LiveView(self.performer, self.tempo) if sys.stderr.isatty() else None
         status_server = None
         try:
-            status_server = StatusServer(
-                socket_path(self.cfg.status_socket, self.cfg.client_name), self._status
-            )
+            where = socket_path(self.cfg.status_socket, self.cfg.client_name)
+            status_server = StatusServer(where, self.status)
         except OSError as err:
             log.warning("no status socket: %s", err)
-        last_status = last_look = last_input = self.clock()
+        timers = Timers(self.clock.now(), self.cfg.status_seconds, sys.stderr.isatty())
         try:
             while not self.stopping.is_set():
-                now = self.clock()
-                for message in self.ports.poll():
-                    last_input = now
-                    self.performer.handle(message, now)
-                    if self.recorder is not None:
-                        self.recorder.add("heard", message, now)
-                if self.reload_requested or self.performer.reload_asked:
-                    self.performer.reload_asked = False
-                    self._reload()
-                if self.performer.model_asked is not None:
-                    self._select_model(self.performer.model_asked)
-                    self.performer.model_asked = None
-                self.performer.tick(self.clock())
-                if view is not None:
-                    view.update()
-                if self.recorder is not None:
-                    self.recorder.flush(self.clock())
-                if self.clock() - last_look >= RECONNECT_SECONDS:
-                    last_look = self.clock()
-                    self.ports.maintain()
-                if self.cfg.status_seconds and self.clock() - last_status >= self.cfg.status_seconds:
-                    last_status = last_look = last_input = self.clock()
-                    log.info(status_line(self.performer, self.tempo))
-                self._wait(last_input)
+                self._turn(timers)
             if self.failure is not None:
                 status = 1
         except Exception:
@@ -251,7 +267,7 @@ class Service:
             try:
                 self.performer.panic()
                 # rtmidi hands messages to JACK/ALSA from its own buffer: closing at once can lose the offs
-                time.sleep(FLUSH_SECONDS)
+                self._sleep(FLUSH_SECONDS)
             except Exception as err:  # the port itself may be what failed
                 log.error("could not send all notes off: %s", err)
                 status = status or 1
@@ -259,47 +275,47 @@ class Service:
             if status_server is not None:
                 status_server.close()
             if self.recorder is not None:
-                self.recorder.flush(self.clock(), force=True)
-            if view is not None:
-                view.close()
-            log.info("stopped: %s", status_line(self.performer, self.tempo))
+                self.recorder.flush(self.clock.now(), force=True)
+            timers.close_view()
+            sys.setswitchinterval(switch)
+            threading.excepthook = excepthook
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            log.info("stopped: %s", status_line(self.status()))
         return status
 
 
-def status_line(performer: Performer, tempo) -> str:
-    steps = sorted(performer.step_times)
-    p99 = steps[int(len(steps) * 0.99)] * 1000 if steps else 0.0
-    return (
-        f"notes in {performer.stats['notes in']}, out {performer.tracker.sent_on}, "
-        f"answers {performer.stats['answers']}, dropped {performer.dropped}, "
-        f"event p99 {p99:.2f} ms, tempo {tempo.bpm:.1f} bpm ({tempo.source})"
-    )
+class Timers:
+    """The loop's periodic jobs (named ports, status line, live view, recording) as deadlines, so
+    the loop sleeps until the first of them instead of checking them on every poll."""
 
+    def __init__(self, now: float, status_seconds: float, view: bool) -> None:
+        self.every = {"look": RECONNECT_SECONDS, "status": status_seconds}
+        self.every["view"] = VIEW_SECONDS if view else 0
+        self.when = {name: now + every for name, every in self.every.items() if every}
+        self.view = view
 
-class LiveView:
-    """On a terminal: one line, redrawn, of what is heard and played."""
+    def due(self, name: str, now: float) -> bool:
+        """Whether `name` is due at `now`; if so, it is due again one period later."""
+        if self.when.get(name, math.inf) > now:
+            return False
+        self.when[name] = now + self.every[name]
+        return True
 
-    NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    def at(self, name: str, when: float) -> None:
+        """A one-off deadline (math.inf: none)."""
+        self.when[name] = when
 
-    def __init__(self, performer: Performer, tempo) -> None:
-        self.performer, self.tempo = performer, tempo
-        self.last = 0.0
+    def next(self) -> float:
+        """The first deadline."""
+        return min(self.when.values(), default=math.inf)
 
-    def _name(self, pitches: list[int]) -> str:
-        return " ".join(f"{self.NAMES[p % 12]}{p // 12 - 1}" for p in pitches) or "-"
-
-    def update(self) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.2:
-            return
-        self.last = now
-        p = self.performer
-        sys.stderr.write(
-            f"\r\x1b[2K{p.mode} | {self.tempo.bpm:5.1f} bpm | heard {self._name(p.last_heard):4} | "
-            f"playing {self._name(sorted(q for _, q in p.tracker.sounding)):12} | "
-            f"answers {p.stats['answers']} | dropped {p.dropped}"
-        )
+    def view_line(self, line: str) -> None:
+        """Redraw the live view's one line on the terminal."""
+        sys.stderr.write(f"\r\x1b[2K{line}")
         sys.stderr.flush()
 
-    def close(self) -> None:
-        sys.stderr.write("\n")
+    def close_view(self) -> None:
+        """End the live view's line."""
+        if self.view:
+            sys.stderr.write("\n")
