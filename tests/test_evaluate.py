@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from midiseed.errors import BadValue
 from midiseed.evaluate import (
     NGram,
+    choose_split,
     distinct_ngrams,
     evaluate,
     format_report,
@@ -20,8 +22,11 @@ from midiseed.evaluate import (
     score_ngram,
     tv_distance,
 )
-from midiseed.runtime.codec import Event
+from midiseed.evaluate.follow import compare, factor, format_follow, median_gap, notes_per_onset, summarise
+from midiseed.evaluate.keys import Key, find_key, in_key_share, key_correlations
+from midiseed.runtime.codec import Codec, Event, notes_to_events
 from midiseed.runtime.engine import Engine, read_info
+from midiseed.runtime.midifile import read_notes
 
 PIECES = [np.array([1, 2, 3, 1, 2, 3, 1, 2, 4]), np.array([5, 6, 1, 2, 3]), np.array([7])]
 
@@ -144,7 +149,7 @@ def test_evaluate_scores_only_files_outside_the_training_split(tiny_onnx, midi_f
 
 def test_format_report_has_both_tables_and_every_row(report):
     text = format_report(report)
-    assert text.count("|---|") == 2
+    assert text.count("|---|") == 3  # next-token, decoding, follows the seed
     for name in [
         "lstm",
         "unigram",
@@ -186,3 +191,132 @@ def test_score_lstm_scores_each_token_from_the_tokens_before_it(tiny_onnx):
 def test_evaluate_does_not_import_tensorflow():
     code = "import sys, midiseed.evaluate; assert not {'tensorflow', 'keras'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def line(pitches, steps=2) -> list[Event]:
+    """A melody: one struck pitch an event (None: a rest)."""
+    return [Event((), (), steps) if p is None else Event((p,), (False,), steps) for p in pitches]
+
+
+def chords(chord_list, steps=4) -> list[Event]:
+    return [Event(tuple(c), (False,) * len(c), steps) for c in chord_list]
+
+
+@pytest.mark.parametrize("tonic", range(12))
+def test_key_finder_names_every_major_and_minor_scale(tonic):
+    # a scale up and down, tonic and fifth longer (as a tune dwells on them)
+    up = [0, 2, 4, 5, 7, 9, 11, 12]
+    major = [Event((60 + tonic + d,), (False,), 4 if d % 12 in (0, 7) else 2) for d in up + up[::-1]]
+    assert find_key(major) == Key(tonic, False)
+    harmonic = [0, 2, 3, 5, 7, 8, 11, 12]
+    minor = [
+        Event((57 + tonic + d,), (False,), 4 if d % 12 in (0, 7) else 2) for d in harmonic + harmonic[::-1]
+    ]
+    assert find_key(minor) == Key((9 + tonic) % 12, True)
+
+
+def test_key_finder_agrees_with_music21_on_bach_chorales(tmp_path):
+    from music21 import corpus
+
+    for name, expected in [
+        ("bach/bwv66.6", Key(6, True)),
+        ("bach/bwv269", Key(7, False)),
+        ("bach/bwv1.6", Key(5, False)),
+    ]:
+        score = corpus.parse(name)
+        assert str(score.analyze("key.krumhanslschmuckler")).lower() == str(expected).lower().replace(
+            "f#", "f#"
+        )
+        path = score.write("midi", fp=str(tmp_path / (name.split("/")[1] + ".mid")))
+        events = notes_to_events(read_notes(path, Codec().grid), Codec().grid)
+        assert find_key(events) == expected, name
+
+
+def test_key_correlations_peak_at_one_for_the_profile_itself():
+    from midiseed.evaluate.keys import MINOR_PROFILE
+
+    r = key_correlations(np.roll(MINOR_PROFILE, 4))
+    assert r[12 + 4] == pytest.approx(1.0) and r.argmax() == 16
+    assert find_key(line([None, None])) is None
+
+
+def test_in_key_share_is_note_time_on_the_scale():
+    c_major = Key(0, False)
+    assert in_key_share(line([60, 62, 64, 65]), c_major) == 1.0
+    # F# sounds 6 of 12 steps: half the note time is off the scale
+    assert in_key_share(line([60, 66], steps=6), c_major) == pytest.approx(0.5)
+    assert in_key_share(line([68, 71], steps=2), Key(9, True)) == 1.0  # A minor: F, G# (leading tone)
+    assert in_key_share(line([None]), c_major) is None
+
+
+def test_texture_and_rhythm_ratios_on_handmade_seeds_and_answers():
+    melody_eighths = line([62, 64, 66, 67, 69, 67, 66, 64], steps=2)
+    chorale_eighths = chords([(50, 57, 62, 66), (52, 59, 64, 67)] * 4, steps=2)
+    hymn_quarters = chords([(50, 57, 62, 66), (52, 59, 64, 67)] * 4, steps=4)
+    assert notes_per_onset(melody_eighths) == 1.0 and notes_per_onset(chorale_eighths) == 4.0
+    assert median_gap(melody_eighths) == 2.0 and median_gap(hymn_quarters) == 4.0
+    # a melody answered with four-part chords: texture x4; a hymn in quarters answered in eighths: rhythm x2
+    row = compare(melody_eighths, chorale_eighths)
+    assert row["texture"] == 4.0 and row["texture_answer_over_seed"] == 4.0 and row["rhythm"] == 1.0
+    row = compare(hymn_quarters, chorale_eighths)
+    assert row["texture"] == 1.0 and row["rhythm"] == 2.0 and row["rhythm_answer_over_seed"] == 0.5
+    assert factor(1.0, 3.0) == factor(3.0, 1.0) == 3.0 and factor(None, 1.0) is None
+    # held pitches are not onsets: a held chord under a moving top voice is one new note per onset
+    held = [Event((50, 57, 62), (False,) * 3, 2)] + [
+        Event((50, 57, 62 + k), (True, True, False), 2) for k in (2, 4)
+    ]
+    assert notes_per_onset(held) == pytest.approx((3 + 1 + 1) / 3)
+
+
+def test_register_shift_and_loops_of_an_answer():
+    seed = line([60, 62, 64, 65, 67, 65, 64, 62], steps=2)
+    lower = [Event((p - 12,), h, s) for ev in seed for p, h, s in [(ev.pitches[0], ev.held, ev.steps)]]
+    row = compare(seed, lower * 2)
+    assert row["shift"] == pytest.approx(-12.0)
+    assert row["loop_8"] == 1.0 and row["loop_32"] == 1.0  # the same 8 events twice
+    summary = summarise([row, compare(seed, seed)])
+    assert summary["seeds"] == 2 and summary["shift_size"] == pytest.approx(6.0)
+    assert summary["in_key"] == 1.0
+
+
+def test_choose_split_prefers_test_offers_validation_and_falls_back_to_not_in_train():
+    files = ["folk/a.mid", "folk/b.mid", "bach/c.mid", "bach/d.mid", "bach/e.mid"]
+    meta = {
+        "split": {"train": ["folk/a.mid", "bach/c.mid"], "validation": ["folk/b.mid"], "test": ["bach/d.mid"]}
+    }
+    assert choose_split(meta, files) == (["folk/a.mid", "bach/c.mid"], ["bach/d.mid"], "test")
+    assert choose_split(meta, files, "validation")[1:] == (["folk/b.mid"], "validation")
+    assert choose_split(meta, files, "held-out")[1] == ["folk/b.mid", "bach/d.mid", "bach/e.mid"]
+    old = {"split": {"train": ["c.mid", "a.mid"], "held_out": ["d.mid"]}}  # a flat folder's names
+    train, held, name = choose_split(old, files)
+    assert held == ["folk/b.mid", "bach/d.mid", "bach/e.mid"]
+    assert name == "held-out" and train == ["folk/a.mid", "bach/c.mid"]  # matched by file name
+    with pytest.raises(BadValue, match="no 'validation' split"):
+        choose_split(old, files, "validation")
+    with pytest.raises(BadValue, match="no training split"):
+        choose_split({}, files)
+
+
+def test_follow_table_per_collection_from_a_folder_of_two_collections(tiny_onnx, midi_folder, tmp_path):
+    for i, f in enumerate(sorted(midi_folder.glob("*.mid"))):
+        (tmp_path / ("folk" if i % 2 else "chorale")).mkdir(exist_ok=True)
+        shutil.copy(f, tmp_path / ("folk" if i % 2 else "chorale") / f.name)
+    report = evaluate(tiny_onnx[0], tmp_path, seeds=1, steps=8, seed_len=16, answer_len=24, follow_seeds=3)
+    split = read_info(tiny_onnx[0]).meta["split"]
+    assert report["split"] == "held-out" and report["files"]["train"] == len(split["train"])
+    assert set(report["follow"]) <= {"folk", "chorale"} and report["follow"]
+    assert sum(report["collections"].values()) == report["files"]["evaluated"]
+    for entry in report["follow"].values():
+        assert set(entry) == {"pieces", "model", "served", "data"}
+        assert 1 <= entry["model"]["seeds"] <= 3 and entry["served"]["seeds"] == entry["model"]["seeds"]
+        for row in (entry["model"], entry["served"], entry["data"]):
+            for key in ("texture", "rhythm"):
+                assert row[key] is None or row[key] >= 1.0
+            assert row["in_key"] is None or 0 <= row["in_key"] <= 1
+            assert 0 <= row["loop_8"] <= row["loop_32"] <= 1
+    text = format_report(report)
+    for coll in report["follow"]:
+        assert (
+            f"| {coll} | model |" in text and f"| {coll} | served |" in text and f"| {coll} | data |" in text
+        )
+    assert "| folk |" not in format_follow({})

@@ -134,9 +134,19 @@ def evaluate(
     loop_period: Annotated[
         int, typer.Option(min=1, max=64, help="Longest loop period counted, in events.")
     ] = 8,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="test, validation (for decisions) or held-out (not in train); default: test if recorded."
+        ),
+    ] = None,
+    follow_seeds: Annotated[
+        int, typer.Option(min=0, help="Seeds a collection for the 'follows the seed' table (0 = no table).")
+    ] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
-    """Score a model on music it did not train on, beside n-gram baselines; measure loops and variety."""
+    """Score a model on music it did not train on, beside n-gram baselines; measure loops, variety and
+    how its answers follow their seeds, per collection (the first folder under --data)."""
     setup_logging()
     import json
 
@@ -147,7 +157,16 @@ def evaluate(
     decodings = None
     if no_repeat:
         decodings = {"greedy": Decoding(), **{f"no_repeat_{n}": Decoding(no_repeat=n) for n in no_repeat}}
+    if split not in (None, "test", "validation", "held-out"):
+        raise BadValue(f"--split must be test, validation or held-out, got {split!r}")
     report = run_evaluation(
-        model, data, seeds=seeds, steps=steps, decodings=decodings, max_period=loop_period
+        model,
+        data,
+        seeds=seeds,
+        steps=steps,
+        decodings=decodings,
+        max_period=loop_period,
+        split=split,
+        follow_seeds=follow_seeds,
     )
     typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))

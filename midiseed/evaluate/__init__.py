@@ -1,7 +1,7 @@
 """How good is a model file? Next-token scores against n-gram baselines, and how its output behaves.
 
-Two questions, both asked on the files the model never trained on (every readable file of the data
-folder that is not in the model's ``split["train"]``):
+Three questions, asked on files the model never trained on (its test split, its validation split,
+or, for models that record neither, every readable file of the data folder not in ``split["train"]``):
 
 1. Next-token prediction, token by token on untransposed pieces: nats per token and top-1 accuracy
    of the LSTM next to unigram, bigram and trigram models fitted on the training files with the
@@ -9,6 +9,8 @@ folder that is not in the model's ``split["train"]``):
 2. Musical behaviour under each decoding option: how much of the output loops, how varied it is,
    and how far its pitch classes and durations are from the data's, with the data itself as a
    reference row.
+3. Does it follow the seed? Texture, rhythm, key, register and loops of greedy answers against
+   their seeds, per collection (the first folder under the data folder): `midiseed.evaluate.follow`.
 
 Pure numpy and the Engine; no TensorFlow.
 """
@@ -27,10 +29,11 @@ from midiseed.evaluate.behaviour import (
     looped_mask,
     tv_distance,
 )
+from midiseed.evaluate.follow import ANSWER_EVENTS, follow_table, format_follow
 from midiseed.evaluate.nexttoken import BASELINES, NGram, score_lstm, score_ngram
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
-from midiseed.runtime.sampling import Decoding
+from midiseed.runtime.sampling import Decoding, Steering
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events, transposition_range
 
@@ -46,6 +49,8 @@ __all__ = [
     "MAX_PERIOD",
     "NGram",
     "behaviour",
+    "choose_split",
+    "collection_of",
     "distinct_ngrams",
     "evaluate",
     "format_report",
@@ -58,6 +63,42 @@ __all__ = [
 ]
 
 
+def choose_split(meta: dict, files: list[str], split: str | None = None) -> tuple[list[str], list[str], str]:
+    """(training files, files to evaluate, the split's name) among `files` (paths under the data folder).
+
+    `split` "test" or "validation" takes that list of the model's split; None takes "test" when the
+    model records one, else every file not in "train" ("held-out": older models, the shipped one
+    included). Split lists of bare file names (no folder: models trained on one flat folder) are
+    matched by file name, so a file of a collection folder is never evaluated when a file of that
+    name was trained on. Raises BadValue for a split the model does not record."""
+    recorded = meta.get("split")
+    if not isinstance(recorded, dict) or "train" not in recorded:
+        raise BadValue("the model records no training split; re-export it with `midiseed export`")
+    if split is None:
+        split = "test" if "test" in recorded else "held-out"
+    if split != "held-out" and split not in recorded:
+        have = ", ".join(k for k in ("validation", "test") if k in recorded) or "none"
+        raise BadValue(f"--split {split}: the model records no {split!r} split (it has: {have}; held-out)")
+
+    def matcher(names: list[str]):
+        names = set(names)
+        if any("/" in n for n in names):
+            return lambda f: f in names
+        return lambda f: f.rsplit("/", 1)[-1] in names
+
+    is_train = matcher(recorded["train"])
+    train = [f for f in files if is_train(f)]
+    if split == "held-out":
+        return train, [f for f in files if not is_train(f)], split
+    chosen = matcher(recorded[split])
+    return train, [f for f in files if chosen(f) and not is_train(f)], split
+
+
+def collection_of(path: str) -> str:
+    """A file's collection: the first folder of its path under the data folder ("" at the top)."""
+    return path.split("/", 1)[0] if "/" in path else ""
+
+
 def evaluate(
     model_path: Path | None,
     data_dir: Path,
@@ -67,45 +108,57 @@ def evaluate(
     random_seed: int = 0,
     decodings: dict[str, Decoding] | None = None,
     max_period: int = MAX_PERIOD,
+    split: str | None = None,
+    follow_seeds: int | None = 50,
+    answer_len: int = ANSWER_EVENTS,
 ) -> dict:
     """Score the model file (None: the shipped default) on the files of data_dir it did not train on.
     `decodings` replaces the default set of decoding options compared (`DECODINGS`); `max_period`
-    is the longest loop period counted, in events.
+    is the longest loop period counted, in events. `split` picks the files (see `choose_split`).
 
     ``next_token``: per model, mean NLL in nats per token and top-1 accuracy over positions 1..T-1 of
-    every evaluation piece (untransposed). ``decoding``: per option of `DECODINGS`, `steps` events
-    generated after the first `seed_len` events of each of the first `seeds` (None: every)
-    evaluation pieces that long, with `loop_share` (see `looped_mask`), `distinct_4grams` (of
-    events), `pitch_class_tv` and `duration_tv` (see `tv_distance`, against the whole evaluation
-    data) averaged over those samples, and the samples' pooled histograms (as shares); ``data`` is
-    the same for windows of `steps` events of the evaluation pieces. Raises ValueError when the
-    model file has no training split, or when data_dir holds none of its training files (the
-    baselines are fitted on them) or nothing else.
+    every evaluation piece (untransposed); the n-gram baselines are fitted on the model's training
+    files found in data_dir, and left out (with a note) when there are none. ``decoding``: per option
+    of `DECODINGS`, `steps` events generated (unsteered: the model alone) after the first `seed_len`
+    events of each of the first `seeds` (None: every) evaluation pieces that long, with `loop_share`
+    (see `looped_mask`), `distinct_4grams` (of events), `pitch_class_tv` and `duration_tv` (see
+    `tv_distance`, against the whole evaluation data) averaged over those samples, and the samples'
+    pooled histograms (as shares); ``data`` is the same for windows of `steps` events of the
+    evaluation pieces. ``follow``: the "follows the seed" table per collection (see
+    `midiseed.evaluate.follow`), up to `follow_seeds` seeds a collection (0: no table). Raises
+    ValueError (BadValue) when the model file has no training split, or data_dir holds nothing to
+    evaluate.
     """
     engine = Engine(model_path, provider="cpu")
     codec, grid, meta = engine.codec, engine.codec.grid, engine.info.meta
-    if not isinstance(meta.get("split"), dict) or "train" not in meta["split"]:
-        raise BadValue(f"{engine.path} records no training split; re-export it with `midiseed export`")
-    train_names = set(meta["split"]["train"])
     corpus = load_corpus(Path(data_dir), grid)
-    train_notes = [n for f, n in zip(corpus.files, corpus.notes) if f in train_names]
-    eval_notes = [n for f, n in zip(corpus.files, corpus.notes) if f not in train_names]
     if not corpus.files:
         raise BadValue(f"{data_dir} has no readable MIDI files ({len(corpus.skipped)} skipped)")
+    try:
+        train_files, eval_files, split_name = choose_split(meta, corpus.files, split)
+    except BadValue as err:
+        raise BadValue(f"{engine.path}: {err}") from None
+    notes_of = dict(zip(corpus.files, corpus.notes))
+    train_notes = [notes_of[f] for f in train_files]
+    eval_notes = [notes_of[f] for f in eval_files]
     if not eval_notes:
         n = len(corpus.files)
-        raise BadValue(f"{data_dir} holds only the model's {n} training files; nothing is left to evaluate")
-    if not train_notes:
-        raise BadValue(f"{data_dir} holds none of the model's training files, so no baselines can be fitted")
+        raise BadValue(
+            f"{data_dir} holds only the model's {n} training files; nothing is left to evaluate"
+            if len(train_files) == n
+            else f"{data_dir} holds none of the model's {split_name!r} files"
+        )
 
     transpose = str((meta.get("data") or {}).get("transpose", "0"))
-    train_tokens = [codec.encode(p) for p in piece_events(train_notes, grid, transposition_range(transpose))]
-    eval_pieces = piece_events(eval_notes, grid, [0])
+    eval_pieces = piece_events(eval_notes, grid, [0])  # transposition 0 keeps every piece, in order
     eval_tokens = [codec.encode(p) for p in eval_pieces]
 
     next_token = {"lstm": score_lstm(engine, eval_tokens)}
-    for name, order in BASELINES.items():
-        next_token[name] = score_ngram(NGram(order, len(codec)).fit(train_tokens), eval_tokens)
+    if train_notes:
+        train_pieces = piece_events(train_notes, grid, transposition_range(transpose))
+        train_tokens = [codec.encode(p) for p in train_pieces]
+        for name, order in BASELINES.items():
+            next_token[name] = score_ngram(NGram(order, len(codec)).fit(train_tokens), eval_tokens)
 
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
     primers = [p for p in eval_pieces if len(p) >= seed_len][:seeds]  # [:None]: all
@@ -113,21 +166,31 @@ def evaluate(
     for name, options in (decodings or DECODINGS).items():
         outputs = []
         for k, piece in enumerate(primers):
-            gen = Generator(engine, options, seed=random_seed + k)
+            gen = Generator(engine, options, seed=random_seed + k, steering=Steering())
             gen.prime(piece[:seed_len])
             outputs.append(gen.generate(steps))
         decoding[name] = behaviour(outputs, reference, grid.max_steps, max_period)
     windows = [p[i : i + steps] for p in eval_pieces for i in range(0, max(1, len(p) - steps + 1), steps)]
     decoding["data"] = behaviour(windows, reference, grid.max_steps, max_period)
 
+    by_collection: dict[str, list] = {}
+    for f, piece in zip(eval_files, eval_pieces):
+        by_collection.setdefault(collection_of(f), []).append(piece)
+    follow = (
+        follow_table(engine, by_collection, follow_seeds, seed_len, answer_len) if follow_seeds != 0 else {}
+    )
+    trigram = next_token.get("trigram", {}).get("nll")
     return {
         "model": str(engine.path),
         "preset": engine.info.preset,
+        "split": split_name,
         "files": {"train": len(train_notes), "evaluated": len(eval_notes)},
+        "collections": {c: len(p) for c, p in sorted(by_collection.items())},
         "tokens_evaluated": sum(max(len(t) - 1, 0) for t in eval_tokens),
         "next_token": next_token,
-        "lstm_vs_trigram_nll_ratio": _ratio(next_token["lstm"]["nll"], next_token["trigram"]["nll"]),
+        "lstm_vs_trigram_nll_ratio": _ratio(next_token["lstm"]["nll"], trigram),
         "decoding": decoding,
+        "follow": follow,
         "settings": {
             "data_dir": str(data_dir),
             "seeds": seeds,
@@ -137,16 +200,24 @@ def evaluate(
             "baseline_transpose": transpose,
             "max_loop_period": max_period,
             "smoothing": "Witten-Bell interpolation down to an add-one unigram",
+            "follow_seeds": follow_seeds,
+            "answer_len": answer_len,
         },
     }
 
 
 def format_report(report: dict) -> str:
-    """Two markdown tables for MODEL_CARD.md: next-token scores, then decoding behaviour."""
-    trigram, files = report["next_token"]["trigram"]["nll"], report["files"]
+    """Markdown tables for MODEL_CARD.md: next-token scores, decoding behaviour, and (when measured)
+    the "follows the seed" table."""
+    trigram, files = report["next_token"].get("trigram", {}).get("nll"), report["files"]
+    fitted = (
+        f"baselines fitted on {files['train']} training files"
+        if files["train"]
+        else "no n-gram baselines: the data folder holds none of the model's training files"
+    )
     lines = [
-        f"Next-token prediction on {files['evaluated']} held-out files ({report['tokens_evaluated']} tokens);"
-        f" baselines fitted on {files['train']} training files.",
+        f"Next-token prediction on {files['evaluated']} files of the {report.get('split', 'held-out')} split"
+        f" ({report['tokens_evaluated']} tokens); {fitted}.",
         "",
         "| model | NLL (nats/token) | NLL / trigram | top-1 accuracy |",
         "|---|---:|---:|---:|",
@@ -177,7 +248,10 @@ def format_report(report: dict) -> str:
             _fmt(row["duration_tv"], ".3f"),
         ]
         lines.append(f"| {name} | {' | '.join(cells)} |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if report.get("follow"):
+        text += "\n" + format_follow(report["follow"], s["seed_len"], s["answer_len"])
+    return text
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

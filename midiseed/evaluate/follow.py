@@ -1,0 +1,187 @@
+"""Does the answer follow the seed? The "follows the seed" table of `midiseed evaluate`, per collection.
+
+Each held-out piece gives one seed, its first `seed_len` (32) events. The model continues it greedily
+for `answer_len` (64) events, and the answer is compared with the seed on:
+
+- texture: struck notes per onset. The factor max(r, 1/r) of r = answer / seed, so 1.0 is a perfect
+  match and 2.0 is twice (or half) as many notes per onset, whichever way;
+- rhythm: the median gap between onsets, in grid steps, as the same kind of factor;
+- in key: the share of the answer's note time (pitch x steps) on the scale of the seed's
+  Krumhansl-Schmuckler key (`midiseed.evaluate.keys`);
+- shift: the answer's mean pitch minus the seed's (note-time weighted), in semitones; the table
+  gives the median of its size, the JSON also its signed median;
+- loops: the share of the answer's events inside a loop of period <= 8 and <= 32 events.
+
+Factors, in-key share and shift are medians over the seeds of a collection; loop shares are means,
+because most pieces loop not at all and a median would hide the ones that do. The `data` row compares
+each seed with the piece's own next `answer_len` events: how far real music "follows" by these
+measures, and its own loop share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from midiseed.evaluate.behaviour import loop_share
+from midiseed.evaluate.keys import find_key, in_key_share
+from midiseed.runtime.codec import Event
+from midiseed.runtime.engine import Engine
+from midiseed.runtime.generate import Generator
+from midiseed.runtime.sampling import Decoding, Steering
+
+SEED_EVENTS = 32
+ANSWER_EVENTS = 64
+LOOP_PERIODS = (8, 32)
+# the model alone, and the model as `generate` and the daemon serve it (following the seed)
+STEERINGS: dict[str, Steering | None] = {"model": Steering(), "served": None}
+MEASURES = ("texture", "rhythm", "in_key", "shift")
+
+
+def onsets(events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
+    """(grid step, struck-note count) of each event that strikes a note."""
+    times, counts, t = [], [], 0
+    for ev in events:
+        struck = sum(1 for h in ev.held if not h)
+        if struck:
+            times.append(t)
+            counts.append(struck)
+        t += ev.steps
+    return np.array(times, dtype=np.int64), np.array(counts, dtype=np.int64)
+
+
+def notes_per_onset(events: Sequence[Event]) -> float | None:
+    """Mean struck notes per onset; None when nothing is struck."""
+    _, counts = onsets(events)
+    return float(counts.mean()) if len(counts) else None
+
+
+def median_gap(events: Sequence[Event]) -> float | None:
+    """Median grid steps between successive onsets; None with fewer than two onsets."""
+    times, _ = onsets(events)
+    return float(np.median(np.diff(times))) if len(times) >= 2 else None
+
+
+def mean_pitch(events: Sequence[Event]) -> float | None:
+    """Mean sounding pitch, each weighted by the steps it sounds; None when nothing sounds."""
+    total = sum(p * ev.steps for ev in events for p in ev.pitches)
+    weight = sum(ev.steps * len(ev.pitches) for ev in events)
+    return total / weight if weight else None
+
+
+def factor(a: float | None, b: float | None) -> float | None:
+    """max(a/b, b/a): how many times larger or smaller; None when either is missing or zero."""
+    if not a or not b:
+        return None
+    return max(a / b, b / a)
+
+
+def compare(seed: Sequence[Event], answer: Sequence[Event]) -> dict:
+    """The following measures of one answer against its seed (see the module docstring)."""
+    key = find_key(seed)
+    npo_seed, npo_answer = notes_per_onset(seed), notes_per_onset(answer)
+    gap_seed, gap_answer = median_gap(seed), median_gap(answer)
+    pitch_seed, pitch_answer = mean_pitch(seed), mean_pitch(answer)
+    row = {
+        "texture": factor(npo_answer, npo_seed),
+        "texture_answer_over_seed": npo_answer / npo_seed if npo_seed and npo_answer else None,
+        "rhythm": factor(gap_answer, gap_seed),
+        "rhythm_answer_over_seed": gap_answer / gap_seed if gap_seed and gap_answer else None,
+        "in_key": in_key_share(answer, key) if key else None,
+        "shift": pitch_answer - pitch_seed if pitch_seed is not None and pitch_answer is not None else None,
+    }
+    for p in LOOP_PERIODS:
+        row[f"loop_{p}"] = loop_share(list(answer), p)
+    return row
+
+
+def summarise(rows: Sequence[dict]) -> dict:
+    """Medians of the factors, in-key share and shift; means of the loop shares (module docstring)."""
+
+    def median(key: str, fn=lambda x: x) -> float | None:
+        values = [fn(r[key]) for r in rows if r[key] is not None]
+        return float(np.median(values)) if values else None
+
+    out: dict = {"seeds": len(rows)}
+    for key in ("texture", "texture_answer_over_seed", "rhythm", "rhythm_answer_over_seed", "in_key"):
+        out[key] = median(key)
+    out["shift_size"] = median("shift", abs)
+    out["shift"] = median("shift")
+    for p in LOOP_PERIODS:
+        out[f"loop_{p}"] = float(np.mean([r[f"loop_{p}"] for r in rows])) if rows else None
+    return out
+
+
+def usable_seed(events: Sequence[Event]) -> bool:
+    """A seed to follow has at least two onsets (else its rhythm is undefined)."""
+    return len(onsets(events)[0]) >= 2
+
+
+def follow_table(
+    engine: Engine,
+    pieces: dict[str, list[list[Event]]],
+    seeds: int | None = 50,
+    seed_len: int = SEED_EVENTS,
+    answer_len: int = ANSWER_EVENTS,
+    steerings: dict[str, Steering | None] | None = None,
+) -> dict:
+    """Per collection: the following measures of greedy answers under each steering, and of the data.
+
+    `pieces` maps a collection to its held-out pieces (as events, in a fixed order); up to `seeds`
+    of them (None: all), spread evenly over the list, give a seed each."""
+    steerings = STEERINGS if steerings is None else steerings
+    table: dict = {}
+    for collection, plist in sorted(pieces.items()):
+        usable = [p for p in plist if len(p) >= seed_len and usable_seed(p[:seed_len])]
+        if not usable:
+            continue
+        if seeds is not None and len(usable) > seeds:
+            usable = [usable[int(i)] for i in np.linspace(0, len(usable) - 1, seeds).round()]
+        entry: dict = {"pieces": len(plist)}
+        for name, steering in steerings.items():
+            rows = []
+            for piece in usable:
+                gen = Generator(engine, Decoding(), steering=steering)
+                gen.prime(piece[:seed_len])
+                rows.append(compare(piece[:seed_len], gen.generate(answer_len)))
+            entry[name] = summarise(rows)
+        whole = [p for p in usable if len(p) >= seed_len + answer_len]
+        entry["data"] = summarise([compare(p[:seed_len], p[seed_len : seed_len + answer_len]) for p in whole])
+        table[collection] = entry
+    return table
+
+
+def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = ANSWER_EVENTS) -> str:
+    """The markdown table: one row per collection and source (each steering, then the data)."""
+    p1, p2 = LOOP_PERIODS
+    lines = [
+        f"Follows the seed: greedy answers of {answer_len} events to the first {seed_len} events of held-out"
+        " pieces. Texture and rhythm are factors max(r, 1/r) of answer/seed (1 = the same); in key ="
+        " share of note time on the seed's key's scale; shift = |mean pitch change| in semitones; medians"
+        " per collection. Loop shares are means. `model` = unsteered, `served` = following the seed's"
+        " voices and register (the default), `data` = the pieces' own next events.",
+        "",
+        f"| collection | source | seeds | texture × | rhythm × | in key | shift (st) | loops ≤ {p1}"
+        f" | loops ≤ {p2} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for collection, entry in table.items():
+        for source, row in entry.items():
+            if source == "pieces":
+                continue
+            cells = [
+                str(row["seeds"]),
+                _fmt(row["texture"], ".2f"),
+                _fmt(row["rhythm"], ".2f"),
+                _fmt(row["in_key"], ".2f"),
+                _fmt(row["shift_size"], ".1f"),
+                _fmt(row[f"loop_{p1}"], ".0%"),
+                _fmt(row[f"loop_{p2}"], ".0%"),
+            ]
+            lines.append(f"| {collection or '(top)'} | {source} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
