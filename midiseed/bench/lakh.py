@@ -34,33 +34,26 @@ from pathlib import Path
 
 import numpy as np
 
-ROLES = ("bass", "chords", "lead")
 LONG_NOTE_TICKS = 268_000_000  # Lakh has files whose notes end this long after they start
-
-
-def _vlq_matrix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Variable-length quantities of `values` (< 2**28) as an (n, 4) byte matrix, right-aligned,
-    and the mask of its bytes that are used."""
-    v = values.astype(np.int64)
-    n_bytes = 1 + (v >= 1 << 7) + (v >= 1 << 14) + (v >= 1 << 21)
-    mat = np.empty((len(v), 4), dtype=np.int64)
-    for k in range(4):  # column 3 - k holds bits 7k..7k+6, with the continuation bit unless k == 0
-        mat[:, 3 - k] = (v >> (7 * k)) & 0x7F | (0x80 if k else 0)
-    mask = np.arange(4) >= (4 - n_bytes)[:, None]
-    return mat.astype(np.uint8), mask
 
 
 def _tracks_bytes(track: np.ndarray, ticks: np.ndarray, status: np.ndarray, d1, d2, n_tracks: int) -> bytes:
     """MTrk chunks of channel messages: events sorted by (track, tick), each track closed by an
-    end-of-track. Program changes (0xC0) have one data byte, the rest two."""
+    end-of-track. Delta times are variable-length quantities (< 2**28); program changes (0xC0)
+    have one data byte, the rest two."""
     first = np.r_[True, track[1:] != track[:-1]]
     delta = np.where(first, ticks, ticks - np.r_[0, ticks[:-1]])
-    vlq, vmask = _vlq_matrix(delta)
-    mat = np.concatenate([vlq, np.stack([status, d1, d2], axis=1).astype(np.uint8)], axis=1)
-    one_data = (status & 0xF0) == 0xC0
-    full = np.concatenate([vmask, np.ones((len(ticks), 2), dtype=bool), ~one_data[:, None]], axis=1)
-    body = mat[full].tobytes()
-    per_track = np.bincount(track, weights=full.sum(axis=1), minlength=n_tracks).astype(np.int64)
+    mat = np.empty((len(ticks), 7), dtype=np.uint8)  # 4 bytes of delta (right-aligned), 3 of message
+    for k in range(4):  # column 3 - k holds bits 7k..7k+6, with the continuation bit unless k == 0
+        mat[:, 3 - k] = (delta >> (7 * k)) & 0x7F | (0x80 if k else 0)
+    mat[:, 4], mat[:, 5], mat[:, 6] = status, d1, d2
+    n_bytes = 1 + (delta >= 1 << 7) + (delta >= 1 << 14) + (delta >= 1 << 21)
+    used = np.empty((len(ticks), 7), dtype=bool)
+    used[:, :4] = np.arange(4) >= (4 - n_bytes)[:, None]
+    used[:, 4:6] = True
+    used[:, 6] = (status & 0xF0) != 0xC0
+    body = mat[used].tobytes()
+    per_track = np.bincount(track, weights=used.sum(axis=1), minlength=n_tracks).astype(np.int64)
     out, at = [], 0
     for size in per_track.tolist():
         chunk = body[at : at + size] + b"\x00\xff\x2f\x00"
@@ -82,52 +75,36 @@ def _conductor(rng: np.random.Generator, tpb: int, total_ticks: int) -> bytes:
 
 
 def _vlq_bytes(value: int) -> bytes:
-    mat, mask = _vlq_matrix(np.array([value]))
-    return mat[mask].tobytes()
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(reversed(out))
 
 
-def _track(rng: np.random.Generator, role: str, n: int, steps: int, spb: float, ch: int, odd: dict) -> tuple:
-    """One track of `n` notes over `steps` sixteenths: notes, program and controller changes."""
-    if role == "drums":
-        onset = rng.integers(0, steps, n)
-        pitch = rng.choice([35, 36, 38, 40, 42, 44, 46, 49, 51, 57], n)
-        dur = np.full(n, 1)
-    else:
-        lo, hi, voices = {"bass": (28, 52, 1), "chords": (48, 76, 3), "lead": (60, 88, 1)}[role]
-        groups = max(1, n // voices)
-        onset = np.repeat(rng.integers(0, steps, groups), voices)[:n]
-        root = rng.integers(lo, hi - 7, groups)
-        pitch = (np.repeat(root, voices) + np.tile([0, 4, 7][:voices], groups))[:n]
-        dur = np.repeat(rng.choice([1, 2, 2, 4, 4, 8, 16], groups), voices)[:n]
-        n = len(onset)
-    on = (onset * spb).astype(np.int64)
-    off = ((onset + dur) * spb).astype(np.int64)
-    if odd["humanise"]:
-        on = np.maximum(0, on + rng.integers(-3, 4, n))
-        off = np.maximum(on + 1, off + rng.integers(-3, 4, n))
-    if odd["long_note"] and ch == 0:
-        off[0] = on[0] + LONG_NOTE_TICKS
-    keep_off = np.ones(n, dtype=bool)
-    if odd["left_on"] and n > 10:
-        keep_off[rng.integers(0, n, rng.integers(1, 6))] = False
-    vel = rng.integers(40, 120, n)
-    off_status = 0x90 if odd["vel0_off"] else 0x80
-    head_ticks = np.zeros(4, dtype=np.int64)
-    head_status = np.array([0xC0 | ch, 0xB0 | ch, 0xB0 | ch, 0xB0 | ch])
-    head_d1 = np.array([int(rng.integers(0, 128)), 7, 10, 64])
-    head_d2 = np.array([0, int(rng.integers(60, 128)), int(rng.integers(0, 128)), 0])
-    ticks = np.concatenate([head_ticks, off[keep_off], on])
-    kind = np.concatenate([np.zeros(4), np.ones(int(keep_off.sum())), np.full(n, 2)])  # offs before ons
-    status = np.concatenate(
-        [head_status, np.full(int(keep_off.sum()), off_status | ch), np.full(n, 0x90 | ch)]
-    )
-    d1 = np.concatenate([head_d1, pitch[keep_off], pitch])
-    d2 = np.concatenate([head_d2, np.zeros(int(keep_off.sum())), vel])
-    if odd["second_program"]:
-        ticks = np.append(ticks, int(on.max()) // 2)
-        kind, status = np.append(kind, 0), np.append(status, 0xC0 | ch)
-        d1, d2 = np.append(d1, int(rng.integers(0, 128))), np.append(d2, 0)
-    return ticks, kind, status, d1, d2
+# per role: lowest root, highest root, voices (notes struck together); drums draw from DRUM_KIT
+ROLE_RANGE = np.array([(28, 45, 1), (48, 69, 3), (60, 81, 1), (0, 0, 1)])  # bass, chords, lead, drums
+DRUM_KIT = np.array([35, 36, 38, 40, 42, 44, 46, 49, 51, 57])
+DURATIONS = np.array([1, 2, 2, 4, 4, 8, 16])  # in sixteenths
+CHORD = np.array([0, 4, 7])
+
+
+def _notes(rng: np.random.Generator, role: np.ndarray, count: np.ndarray, steps: int) -> tuple:
+    """Every track's notes at once: (track, onset sixteenth, length in sixteenths, pitch)."""
+    lo, hi, voices = ROLE_RANGE[role].T
+    groups = np.maximum(1, count // voices)
+    g_track = np.repeat(np.arange(len(role)), groups)
+    n_groups = len(g_track)
+    onset = rng.integers(0, steps, n_groups)
+    root = lo[g_track] + (rng.random(n_groups) * (hi - lo)[g_track]).astype(np.int64)
+    drum = role[g_track] == 3
+    root[drum] = DRUM_KIT[rng.integers(0, len(DRUM_KIT), int(drum.sum()))]
+    dur = np.where(drum, 1, DURATIONS[rng.integers(0, len(DURATIONS), n_groups)])
+    v = voices[g_track]
+    note_group = np.repeat(np.arange(n_groups), v)
+    within = np.arange(len(note_group)) - np.repeat(np.cumsum(v) - v, v)
+    return g_track[note_group], onset[note_group], dur[note_group], root[note_group] + CHORD[within]
 
 
 def lakh_like(seed: int, index: int) -> bytes:
@@ -150,22 +127,53 @@ def lakh_like(seed: int, index: int) -> bytes:
         notes = notes * bars // 100
     steps = bars * 16
     n_tracks = int(np.clip(rng.binomial(14, 0.45), 3, 14))
-    drums = rng.random() < 0.85
-    roles = ["drums"] if drums else []
-    roles += [ROLES[i] for i in rng.integers(0, 3, n_tracks - len(roles)).tolist()]
-    share = rng.dirichlet(np.ones(len(roles)) * 2)
+    drums = int(rng.random() < 0.85)
+    share = rng.dirichlet(np.ones(n_tracks) * 2)
     if drums:
         share = np.concatenate([[0.35], share[1:] / share[1:].sum() * 0.65])
-    parts = []
-    melodic_ch = [c for c in range(16) if c != 9]
-    for k, role in enumerate(roles):
-        ch = 9 if role == "drums" else melodic_ch[k % 15]
-        parts.append(_track(rng, role, max(4, int(notes * share[k])), steps, spb, ch, odd))
-    track = np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts])
-    ticks, kind, status, d1, d2 = (np.concatenate(cols) for cols in zip(*parts))
-    order = np.lexsort((kind, ticks, track))  # offs before ons at the same tick
-    body = _tracks_bytes(track[order], ticks[order], status[order], d1[order], d2[order], len(parts))
-    head = b"MThd" + struct.pack(">IHHH", 6, 1, len(parts) + 1, tpb)
+    role = np.array([3] * drums + [int(r) for r in rng.integers(0, 3, n_tracks - drums)])
+    count = np.maximum(4, (notes * share).astype(np.int64))
+    track, onset, dur, pitch = _notes(rng, role, count, steps)
+    n = len(track)
+    ch = np.where(role == 3, 9, np.array([c for c in range(16) if c != 9] * 2)[: len(role)])
+    on = (onset * spb).astype(np.int64)
+    off = ((onset + dur) * spb).astype(np.int64)
+    if odd["humanise"]:
+        on = np.maximum(0, on + rng.integers(-3, 4, n))
+        off = np.maximum(on + 1, off + rng.integers(-3, 4, n))
+    if odd["long_note"]:
+        off[0] = on[0] + LONG_NOTE_TICKS
+    keep_off = np.ones(n, dtype=bool)
+    if odd["left_on"]:
+        keep_off[rng.integers(0, n, rng.integers(1, 6))] = False
+    vel = rng.integers(40, 120, n)
+    off_status = 0x90 if odd["vel0_off"] else 0x80  # note-on velocity 0, or a note-off
+    k = len(role)
+    # per track at tick 0: program, volume, pan, sustain off; in 10% a second program mid-song
+    head_track = np.repeat(np.arange(k), 4)
+    head_status = np.repeat(ch, 4) | np.tile([0xC0, 0xB0, 0xB0, 0xB0], k)
+    head_d1 = np.stack([rng.integers(0, 128, k), np.full(k, 7), np.full(k, 10), np.full(k, 64)], 1).ravel()
+    head_d2 = np.stack(
+        [np.zeros(k, int), rng.integers(60, 128, k), rng.integers(0, 128, k), np.zeros(k, int)], 1
+    )
+    head_ticks = np.zeros(4 * k, dtype=np.int64)
+    if odd["second_program"]:
+        head_ticks[0] = int(on.max()) // 2
+    cols = (  # track, tick, kind (offs before ons at the same tick), status, data 1, data 2
+        np.concatenate([head_track, track[keep_off], track]),
+        np.concatenate([head_ticks, off[keep_off], on]),
+        np.concatenate([np.zeros(4 * k, int), np.ones(int(keep_off.sum()), int), np.full(n, 2)]),
+        np.concatenate([head_status, off_status | ch[track[keep_off]], 0x90 | ch[track]]),
+        np.concatenate([head_d1, pitch[keep_off], pitch]),
+        np.concatenate([head_d2.ravel(), np.zeros(int(keep_off.sum()), int), vel]),
+    )
+    # one int64 per event, sorted once: track 4 bits | tick 30 | kind 2 | status 8 | data 7 + 7
+    packed = cols[0] << 54 | cols[1] << 24 | cols[2] << 22 | cols[3] << 14 | cols[4] << 7 | cols[5]
+    packed.sort()
+    tr, tk = packed >> 54, (packed >> 24) & ((1 << 30) - 1)
+    st, a1, a2 = (packed >> 14) & 0xFF, (packed >> 7) & 0x7F, packed & 0x7F
+    body = _tracks_bytes(tr, tk, st, a1, a2, k)
+    head = b"MThd" + struct.pack(">IHHH", 6, 1, k + 1, tpb)
     data = head + _conductor(rng, tpb, int(steps * spb)) + body
     if 0.004 <= u < 0.007:  # malformed: truncated, or a track length that lies
         if rng.random() < 0.5:
