@@ -296,6 +296,9 @@ def list_ports(
         # Windows: "port N" (loopMIDI's port, numbered by rtmidi)
         return name.split(" ")[0] == f"{client}:{port}" or port in (name, name.rsplit(" ", 1)[0])
 
+    def helper(name: str) -> bool:
+        return name.split(":")[0] in ("midiseed-ports", f"{client_name}-to")
+
     rtmidi = _rtmidi()
     names = {_api(n): n for n in ("alsa", "jack", "coremidi", "windows")}
     out: dict[str, dict[str, list[str]] | str] = {}
@@ -321,9 +324,9 @@ def list_ports(
         out[name] = {
             "play_into": play_into,
             "listen_to": listen_to,
-            # the probe's own client and our two ports are not sources or destinations to offer
-            "sources": [p for p in readable if p not in listen_to and "midiseed-ports" not in p],
-            "destinations": [p for p in writable if p not in play_into and "midiseed-ports" not in p],
+            # not to offer: our own ports, the probe's, and the client that plays to connect_to ports
+            "sources": [p for p in readable if p not in listen_to and not helper(p)],
+            "destinations": [p for p in writable if p not in play_into and not helper(p)],
         }
     return out
 
