@@ -8,8 +8,10 @@ from midiseed.runtime.codec import (
     CodecError,
     Event,
     Grid,
+    encode_notes,
     events_to_notes,
     notes_to_events,
+    notes_to_tokens,
     parse_note_name,
 )
 
@@ -158,3 +160,63 @@ def test_grammar_allows_held_pitches_only_while_sounding_and_not_for_ever():
     grammar.feed(codec.struck(62))
     ok = grammar.allowed()
     assert not ok[codec.struck(61)] and ok[codec.struck(63)] and ok[codec.duration(2)]  # ascending
+
+
+def wild_notes(rng: np.random.Generator) -> np.ndarray:
+    """Anything a MIDI file can give: dense chords past the polyphony cap, zero-length and negative
+    notes, re-strikes of a sounding pitch, duplicates, long notes and long silences."""
+    n = int(rng.integers(0, 250))
+    span = int(rng.choice([4, 60, 600, 5000]))
+    low = int(rng.integers(0, 100))
+    pitch = rng.integers(low, 128, n)
+    start = rng.integers(0, span, n)
+    end = start + rng.integers(-2, int(rng.choice([3, 40, 400])), n)
+    notes = np.stack([pitch, start, end], axis=1).reshape(-1, 3)
+    if n and rng.random() < 0.3:  # exact duplicates and re-strikes
+        notes = np.concatenate([notes, notes[: n // 3], notes[: n // 4] + np.array([0, 1, 0])])
+    return notes
+
+
+GRIDS = [Grid(), Grid(max_poly=3, max_steps=5, max_rest=7), Grid(steps_per_beat=8, max_steps=1, max_rest=1)]
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=["default", "small", "tiny"])
+def test_vectorised_tokens_equal_the_event_path_on_random_pieces(grid):
+    codec = Codec(grid)
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        notes = wild_notes(rng)
+        want = codec.encode(notes_to_events(notes, grid))
+        got = notes_to_tokens(notes, codec)
+        assert got.dtype == np.int32
+        assert got.tolist() == want.tolist()
+
+
+def test_vectorised_tokens_cover_every_codec_rule():
+    codec = Codec()
+    notes = np.array(
+        [[60, 0, 40]]  # long: split into held continuations of 16 steps
+        + [[40 + k, 44, 46] for k in range(12)]  # 12 voices: capped to the lowest + 7 highest
+        + [[70, 200, 202], [70, 201, 203]]  # a re-strike of a sounding pitch, after a 154-step rest
+    )
+    want = codec.encode(notes_to_events(notes))
+    assert notes_to_tokens(notes, codec).tolist() == want.tolist()
+    keys = [codec.keys[t] for t in want]
+    assert keys[:6] == ["N60", "D16", "H60", "D16", "H60", "D8"]
+    assert "D16" in keys[6:] and keys.count("N70") == 2  # the rest is capped at 32 = D16 D16
+
+
+def test_vectorised_tokens_stop_at_a_whole_event_when_capped():
+    codec = Codec()
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        notes = wild_notes(rng)
+        full = notes_to_tokens(notes, codec)
+        for cap in {1, 7, max(1, len(full) // 2), max(1, len(full) - 1), len(full) + 5}:
+            got, total = encode_notes(notes, codec, cap)
+            assert total == len(full)
+            assert len(got) <= cap and got.tolist() == full[: len(got)].tolist()
+            assert len(got) == 0 or got[-1] >= 256  # ends on a duration
+            if len(got) < len(full):  # and the next whole event would not have fitted
+                next_end = len(got) + int(np.argmax(full[len(got) :] >= 256)) + 1
+                assert next_end > cap

@@ -57,13 +57,6 @@ def bound_notes(notes: np.ndarray, grid: Grid, limits: Limits) -> tuple[np.ndarr
     if len(notes) > limits.max_notes:
         cuts.append(f"{len(notes)} notes: kept the first {limits.max_notes}")
         notes = notes[: limits.max_notes]
-    span = limits.max_beats * spb
-    late = notes[:, 1] >= span
-    if late.any() or (len(notes) and notes[:, 2].max() > span):
-        last = int(notes[:, 2].max()) // spb
-        cuts.append(f"the piece lasts {last} beats: cut after {limits.max_beats} beats")
-        notes = notes[~late].copy()
-        notes[:, 2] = np.minimum(notes[:, 2], span)
     longest = limits.max_note_beats * spb
     too_long = notes[:, 2] - notes[:, 1] > longest
     if too_long.any():
@@ -74,6 +67,13 @@ def bound_notes(notes: np.ndarray, grid: Grid, limits: Limits) -> tuple[np.ndarr
         )
         notes = notes.copy()
         notes[:, 2] = np.minimum(notes[:, 2], notes[:, 1] + longest)
+    span = limits.max_beats * spb
+    late = notes[:, 1] >= span
+    if late.any() or (len(notes) and notes[:, 2].max() > span):
+        last = int(notes[:, 2].max()) // spb
+        cuts.append(f"the piece lasts {last} beats: cut after {limits.max_beats} beats")
+        notes = notes[~late].copy()
+        notes[:, 2] = np.minimum(notes[:, 2], span)
     return notes, cuts
 
 
@@ -97,7 +97,7 @@ def tokenize_one(job: tuple) -> tuple[str, tuple | None, str]:
         ids, total = encode_notes(notes, _codec(grid), limits.max_tokens)
         if total > len(ids):
             cuts.append(
-                f"{total} tokens: cut after {len(ids)}, at the last whole event under {limits.max_tokens}"
+                f"{total} tokens: kept the first {len(ids)} (whole events, at most {limits.max_tokens})"
             )
         return path, (sha1, ids.astype("<u2"), cuts), ""
     except MidiReadError as err:
