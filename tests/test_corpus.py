@@ -181,3 +181,52 @@ def test_load_corpus_takes_a_file_timeout(tmp_path):
     _folder_with(tmp_path / "d", [], normal=10)
     corpus = load_corpus(tmp_path / "d", workers=2, use_cache=False, file_timeout=10)
     assert len(corpus.files) == 10 and not corpus.skipped
+
+
+def _stubborn_tokenizer(job):
+    """`tokenize_one`, except that *hang* files never finish and *crash* files kill their worker."""
+    from midiseed.training.tokenize import tokenize_one
+
+    name = Path(job[0]).name
+    if "hang" in name:
+        time.sleep(3600)
+    if "crash" in name:
+        os._exit(3)
+    return tokenize_one(job)
+
+
+def test_tokenize_puts_the_whole_job_of_a_file_under_one_limit_and_retries_it_next_run(tmp_path, monkeypatch):
+    from midiseed.training import tokenize as tokenize_module
+    from midiseed.training.store import TokenStore, tokenize
+    from midiseed.training.tokenize import Limits
+
+    (tmp_path / "d").mkdir()
+    _folder_with(tmp_path / "d", ["hang.mid", "crash.mid"], normal=10)
+    monkeypatch.setattr(tokenize_module, "tokenize_one", _stubborn_tokenizer)
+    start = time.monotonic()
+    report = tokenize(tmp_path / "d", tmp_path / "s", workers=2, limits=Limits(timeout_s=3))
+    assert time.monotonic() - start < 120  # the limit, never the hour
+    store = TokenStore.open(tmp_path / "s")
+    assert store.skipped == {
+        "hang.mid": "parsing took longer than 3 s",
+        "crash.mid": "the parser crashed on this file",
+    }
+    assert len(store.files) == 10 and report.skipped == 2
+    monkeypatch.undo()  # the machine's fault, not the file's: the next run reads them again
+    again = tokenize(tmp_path / "d", tmp_path / "s", workers=1)
+    assert (again.tokenised, again.skipped) == (2, 0)
+    assert len(TokenStore.open(tmp_path / "s").files) == 12
+
+
+def test_read_notes_keeps_steps_inside_int32_for_absurd_tick_counts(tmp_path):
+    track = mido.MidiTrack()
+    track.append(mido.Message("note_on", note=60, velocity=80, time=0))
+    track.append(mido.Message("note_off", note=60, velocity=0, time=0x0FFFFFFF))
+    track.append(mido.Message("note_on", note=62, velocity=80, time=0x0FFFFFFF))
+    track.append(mido.Message("note_off", note=62, velocity=0, time=0x0FFFFFFF))
+    mid = mido.MidiFile(type=1, ticks_per_beat=1)  # one tick a beat: 4 steps a tick
+    mid.tracks.append(track)
+    mid.save(str(tmp_path / "far.mid"))
+    notes = read_notes(tmp_path / "far.mid")
+    assert notes.dtype == np.int32 and (notes >= 0).all()
+    assert notes[:, 2].max() == np.iinfo(np.int32).max  # clipped, never wrapped negative

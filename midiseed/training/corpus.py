@@ -237,13 +237,15 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
                     running[c] = (i, started)
             for fut in done:
                 c = futures[fut]
-                closed.add(c)
-                running.pop(c, None)
                 try:
                     results = fut.result()
                 except BrokenProcessPool:
+                    # not closed: its running file is a suspect (marking every chunk of a broken
+                    # pool closed made every file a suspect, each then read in its own process)
                     broken = True
                     continue
+                closed.add(c)
+                running.pop(c, None)
                 for i, path, notes, reason in results:
                     finished.add(i)
                     yield str(Path(path).relative_to(root)), (notes, reason)

@@ -271,7 +271,7 @@ def tokenize_folder(
         "format": STORE_FORMAT,
         "codec": json.loads(Codec(grid).to_json()),
         "include_drums": include_drums,
-        "limits": asdict(limits),
+        "limits": {k: v for k, v in asdict(limits).items() if k != "timeout_s"},  # time: not the tokens
     }
     old: dict[str, Entry] = {}
     meta = dict(settings)
