@@ -101,8 +101,7 @@ def clean_notes(notes: np.ndarray, grid: Grid) -> np.ndarray:
         return notes
     notes = notes[(notes[:, 0] >= 0) & (notes[:, 0] <= 127)].copy()
     notes[:, 2] = np.maximum(notes[:, 2], notes[:, 1] + 1)
-    order = np.lexsort((notes[:, 1], notes[:, 0]))
-    notes = notes[order]
+    notes = notes[_order(notes[:, 0], notes[:, 1])]
     keep = np.ones(len(notes), dtype=bool)
     # A second note-on of a sounding pitch ends the first one there (a piano re-strikes).
     same = notes[1:, 0] == notes[:-1, 0]
@@ -110,7 +109,19 @@ def clean_notes(notes: np.ndarray, grid: Grid) -> np.ndarray:
     notes[:-1, 2] = np.where(overlap, notes[1:, 1], notes[:-1, 2])
     keep[:-1] &= notes[:-1, 2] > notes[:-1, 1]  # duplicates at the same onset collapse to one
     notes = notes[keep]
-    return notes[np.lexsort((notes[:, 0], notes[:, 1]))]
+    return notes[_order(notes[:, 1], notes[:, 0])]
+
+
+def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """``np.lexsort((minor, major))`` (stable), as one argsort of a packed key when the values fit
+    in 63 bits: 1.5-2x faster, and the sorts are most of the tokeniser's time."""
+    if len(major) == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo_a, lo_b = int(major.min()), int(minor.min())
+    bits = (int(minor.max()) - lo_b).bit_length()
+    if bits + (int(major.max()) - lo_a).bit_length() > 62:
+        return np.lexsort((minor, major))
+    return np.argsort((major - lo_a) << bits | (minor - lo_b), kind="stable")
 
 
 def notes_to_events(notes: np.ndarray, grid: Grid = Grid()) -> list[Event]:
@@ -353,13 +364,14 @@ def encode_notes(notes: np.ndarray, codec: Codec, max_tokens: int | None = None)
     if len(notes) == 0:
         return np.zeros(0, dtype=np.int32), 0
     pitch, start, end = notes[:, 0], notes[:, 1], notes[:, 2]
-    times = np.unique(np.concatenate([start, end]))
+    times = np.sort(np.concatenate([start, end]))
+    times = times[np.r_[True, times[1:] != times[:-1]]]  # np.unique, 2x faster
     first_iv = np.searchsorted(times, start)  # each note sounds over intervals first_iv..last_iv-1
     spans = np.searchsorted(times, end) - first_iv
     iv = _ragged_arange(spans, first_iv)  # (note, interval) pairs, interval id of each
     note_of = np.repeat(np.arange(len(notes)), spans)
     held = iv > np.repeat(first_iv, spans)
-    order = np.lexsort((pitch[note_of], iv))  # by interval, then pitch
+    order = np.argsort(iv << 7 | pitch[note_of])  # by interval, then pitch (pairs are distinct)
     iv, note_of, held = iv[order], note_of[order], held[order]
     n_iv = len(times) - 1
     count = np.bincount(iv, minlength=n_iv)
