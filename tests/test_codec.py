@@ -8,12 +8,12 @@ from midiseed.runtime.codec import (
     CodecError,
     Event,
     Grid,
-    encode_notes,
     events_to_notes,
     notes_to_events,
     notes_to_tokens,
     parse_note_name,
 )
+from midiseed.runtime.tokens import encode_notes
 
 
 def random_notes(rng: np.random.Generator, n: int = 60) -> np.ndarray:

@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from midiseed.runtime.codec import Codec, Grid, encode_notes
+from midiseed.runtime.codec import Codec, Grid
 from midiseed.runtime.midifile import MidiReadError, notes_from_bytes
+from midiseed.runtime.tokens import encode_notes
 from midiseed.training.corpus import TRANSIENT, DataError, find_midi_files, run_jobs
 from midiseed.training.store import (
     STORE_FILE,
