@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # Sets up midiseed (the daemon only: no TensorFlow) and runs it with the shipped default model.
-# Any option is passed to `midiseed serve` (see `midiseed serve --help` and config.toml).
+# Any option is passed to `midiseed serve` (see `bash scripts/serve.sh --help` and config.toml).
 # On Linux without ALSA's sequencer (/dev/snd/seq), it starts a private JACK dummy server if
-# jackd is installed (Debian/Ubuntu: apt-get install jackd2) and none is running.
+# jackd is installed (Debian/Ubuntu: apt-get install jackd2) and none is running: the rig the
+# tests and the bench use (python -m midiseed.bench.rig jackd), stopped again on the way out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 
+for arg in "$@"; do
+  case "$arg" in
+    -h | --help) exec .venv/bin/midiseed serve --help ;;  # help only: no server, no daemon
+  esac
+done
+
 if [ "$(uname)" = Linux ] && [ ! -e /dev/snd/seq ] && command -v jackd >/dev/null 2>&1; then
-  export JACK_NO_AUDIO_RESERVATION=1
-  if ! jack_lsp >/dev/null 2>&1; then
-    echo "no ALSA sequencer here: starting a JACK dummy server for midiseed's ports" >&2
-    for mode in "-R -P 70" "--no-realtime"; do  # real-time where allowed
-      # shellcheck disable=SC2086
-      jackd $mode -d dummy -r 48000 -p 64 >/tmp/midiseed-jackd.log 2>&1 &
-      jack_pid=$!
-      for _ in $(seq 50); do jack_lsp >/dev/null 2>&1 && break 2; sleep 0.1; done
-      kill "$jack_pid" 2>/dev/null || true
-    done
+  jack_pid=$(.venv/bin/python -m midiseed.bench.rig jackd --log /tmp/midiseed-jackd.log)
+  if [ -n "$jack_pid" ]; then
+    echo "no ALSA sequencer here: started a JACK dummy server (pid $jack_pid) for midiseed's ports" >&2
     trap 'kill "$jack_pid" 2>/dev/null || true' EXIT
   fi
 fi

@@ -14,7 +14,8 @@ Sections, in the order of the results:
 - ``int8``: dynamic int8 quantisation: speed, and top-1 agreement with fp32;
 - ``data``: reading + tokenising a MIDI folder, against music21's parser, projected to Lakh MIDI;
 - ``cold_start``, ``reaction``, ``jitter``, ``clock``: the daemon on real JACK ports, driven and
-  recorded by a separate JACK client in this process.
+  recorded by a separate JACK client in this process;
+- ``cpu``: the daemon's CPU, idle and streaming at 120 bpm, from /proc/PID/stat (cpu.py).
 
 TensorFlow is imported only inside ``seed_style``, which runs last so its threads never share the
 machine with another section's timing.
@@ -45,28 +46,19 @@ from midiseed.bench.inference import (
     quantize_int8,
     weight_bytes,
 )
-from midiseed.bench.jack import (
-    PRIVATE_JACK,
-    PRIVATE_PERIOD,
-    DaemonProcess,
-    JackServer,
-    Player,
-    PortWatch,
-    _unique,
-    daemon_config,
-    measure_jack_hop,
-    running_daemon,
-    sleep_until,
-)
 from midiseed.bench.live import (
     COLD_START_GOAL_S,
     EXTRA_DELAY_GOAL_MS,
     RSS_GOAL_MB,
+    _unique,
     bench_clock,
     bench_cold_start,
     bench_jitter,
     bench_reaction,
+    measure_jack_hop,
+    running_daemon,
 )
+from midiseed.bench.rig import DaemonProcess, JackServer, Player, PortWatch, daemon_config, sleep_until
 from midiseed.bench.stats import (
     Skip,
     _jsonable,
@@ -89,8 +81,6 @@ __all__ = [
     "LAKH_FILES",
     "LAKH_GOAL_MINUTES",
     "MUSIC21_RATIO_GOAL",
-    "PRIVATE_JACK",
-    "PRIVATE_PERIOD",
     "RSS_GOAL_MB",
     "SECTIONS",
     "STEP_P99_GOAL_MS",
@@ -132,8 +122,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("step", "seed_style", "limit", "int8", "data", "cold_start", "reaction", "jitter", "clock")
-JACK_SECTIONS = ("cold_start", "reaction", "jitter", "clock")
+SECTIONS = ("step", "seed_style", "limit", "int8", "data", "cold_start", "reaction", "jitter", "clock", "cpu")
+JACK_SECTIONS = ("cold_start", "reaction", "jitter", "clock", "cpu")
 
 
 # ---- the whole bench -----------------------------------------------------------------------------
@@ -170,7 +160,7 @@ def _fine_thread_switching(interval: float = 1e-4) -> Iterator[None]:
 def _jack_sections(model: Path, quick: bool, tmp: Path) -> dict[str, dict[str, Any]]:
     """The four port sections on one JACK server; all skipped with one reason if there is none."""
     try:
-        server = JackServer().__enter__()
+        server = JackServer(tmp / "jackd.log").__enter__()  # its log counts xruns (a private server)
     except Skip as err:
         return {name: {"skipped": str(err)} for name in JACK_SECTIONS}
     except Exception as err:
@@ -187,6 +177,9 @@ def _jack_sections(model: Path, quick: bool, tmp: Path) -> dict[str, dict[str, A
             results["jitter"] = run_section("jitter", lambda: bench_jitter(model, tmp, watch, quick))
             reaction = results["reaction"] if "skipped" not in results["reaction"] else None
             results["clock"] = run_section("clock", lambda: bench_clock(model, tmp, watch, quick, reaction))
+            from midiseed.bench.cpu import bench_cpu  # not at the top: `python -m midiseed.bench.cpu` runs it
+
+            results["cpu"] = run_section("cpu", lambda: bench_cpu(model, tmp, watch, server, quick))
     except Exception as err:
         for name in JACK_SECTIONS:
             results.setdefault(name, {"skipped": f"JACK: {type(err).__name__}: {err}"})

@@ -2,26 +2,78 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from midiseed.bench.jack import (
-    DaemonProcess,
-    JackServer,
-    PortWatch,
-    _unique,
-    measure_jack_hop,
-    running_daemon,
-    sleep_until,
-)
+from midiseed.bench.rig import DaemonProcess, JackServer, Player, PortWatch, sleep_until
 from midiseed.bench.stats import _round, clock_delays, grid_deviations, latency_stats, onset_groups
 
 COLD_START_GOAL_S = 1.5
 RSS_GOAL_MB = 150.0
+SEED = (55, 60, 64, 67)  # the chord that starts a stream
 EXTRA_DELAY_GOAL_MS = 1.0  # reaction: over one JACK period; jitter: |deviation|; clock: over the JACK hops
+
+
+def _unique(label: str) -> str:
+    return f"mbench{os.getpid()}-{label}"
+
+
+@contextmanager
+def running_daemon(
+    tmp: Path, model: Path, name: str, settings: dict[str, dict[str, Any]], watch: PortWatch
+) -> Iterator[tuple[DaemonProcess, Player]]:
+    """A daemon with its ports up and a player connected to it; both always stopped on the way out."""
+    daemon = DaemonProcess(tmp, model, name, settings)
+    player = None
+    try:
+        daemon.wait_for_ports(watch)
+        player = Player(name)
+        yield daemon, player
+    finally:
+        if player is not None:
+            player.close()
+        daemon.stop()
+
+
+def measure_jack_hop(tag: str, count: int = 50, spacing_s: float = 0.01) -> list[float]:
+    """One JACK hop with nothing in between: an rtmidi output in this process straight into an
+    rtmidi input in this process; seconds from send to arrival, per message."""
+    import rtmidi
+
+    arrivals: list[float] = []
+    rec = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"{tag}-hop-rec")
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"{tag}-hop-send")
+    try:
+        rec.open_virtual_port(f"{tag}-hop-in")
+        rec.set_callback(lambda event, _data=None: arrivals.append(time.monotonic()))
+        deadline = time.monotonic() + 5
+        while not any(f"{tag}-hop-in" in p for p in out.get_ports()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the loopback port did not appear")
+            time.sleep(0.01)
+        out.open_port(Player._index(out.get_ports(), f"{tag}-hop-in"))
+        time.sleep(0.2)
+        hops = []
+        for i in range(count):
+            before = len(arrivals)
+            t0 = time.monotonic()
+            out.send_message([0x90, 60 + i % 12, 64])
+            sleep_until(t0 + spacing_s)
+            if len(arrivals) > before:
+                hops.append(arrivals[before] - t0)
+        return hops
+    finally:
+        rec.cancel_callback()
+        time.sleep(0.02)
+        for port in (rec, out):
+            port.close_port()
+            port.delete()
 
 
 # ---- 6. cold_start -------------------------------------------------------------------------------
@@ -124,9 +176,14 @@ def bench_jitter(model: Path, tmp: Path, watch: PortWatch, quick: bool) -> dict[
         step_s = 60.0 / (bpm * steps_per_beat)
         settings = {"performance": {"mode": "continue"}, "timing": {"bpm": bpm}}
         with running_daemon(tmp, model, _unique(f"jit{bpm}"), settings, watch) as (_daemon, player):
-            t_seed = player.send([0x90, 62, 100])
+            # a chord over an octave: the answer follows the phrase's voices and register, and a single
+            # note is answered by a single line that may hold one pitch for bars (few onsets to time)
+            t_seed = player.send([0x90, 55, 100])
+            for pitch in SEED[1:]:
+                player.send([0x90, pitch, 100])
             sleep_until(t_seed + 0.1)
-            player.send([0x80, 62, 0])
+            for pitch in SEED:
+                player.send([0x80, pitch, 0])
             sleep_until(t_seed + seconds)
             arrivals = player.note_on_times(after=t_seed)
         onsets = onset_groups(arrivals, step_s / 4)
@@ -140,9 +197,9 @@ def bench_jitter(model: Path, tmp: Path, watch: PortWatch, quick: bool) -> dict[
     out.update(
         stats,
         how=(
-            f"continue mode, one seed note, {seconds:g} s at 120 then 180 bpm; note-on arrivals grouped into "
-            "onsets; |deviation| from the nearest sixteenth relative to the first onset, phase fitted as "
-            "the median offset"
+            f"continue mode, one seed chord (G3 C4 E4 G4), {seconds:g} s at 120 then 180 bpm; note-on "
+            "arrivals grouped into onsets; |deviation| from the nearest sixteenth relative to the first "
+            "onset, phase fitted as the median offset"
         ),
         summary=f"all: p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms ({parts})",
         goal=f"p99 |deviation| <= {EXTRA_DELAY_GOAL_MS:g} ms",
@@ -175,10 +232,13 @@ def bench_clock(
             sleep_until(target)
             pulses.append(player.send([0xF8]))
             lateness.append(pulses[-1] - target)
-            if i == CLOCKS_PER_BEAT:  # one beat in, play a note to start the stream
-                t_note = player.send([0x90, 60, 100])
+            if i == CLOCKS_PER_BEAT:  # one beat in, play a chord to start the stream (see bench_jitter)
+                t_note = player.send([0x90, SEED[0], 100])
+                for pitch in SEED[1:]:
+                    player.send([0x90, pitch, 100])
             elif i == CLOCKS_PER_BEAT + 12:
-                player.send([0x80, 60, 0])
+                for pitch in SEED:
+                    player.send([0x80, pitch, 0])
             bpm = 90.0 + 60.0 * min(1.0, (target - start) / seconds)
             target += 60.0 / (bpm * CLOCKS_PER_BEAT)
             i += 1
@@ -205,7 +265,7 @@ def bench_clock(
         "reaction_p50_ms": reaction.get("p50_ms") if reaction else None,
         "how": (
             f"Start, then 24 ppqn ramping 90 -> 150 bpm over {seconds:g} s (sleep, then spin the last ms), "
-            f"one note to start the stream; each answer note-on minus the send time of the nearest pulse "
+            f"one chord to start the stream; each answer note-on minus the send time of the nearest pulse "
             f"with index % {pulses_per_step} == 0; additional = that minus two bare JACK hops (p50, "
             "measured alongside): the pulse in and the note out; pulse_lateness = the player's own error"
         ),

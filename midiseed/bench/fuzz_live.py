@@ -1,6 +1,6 @@
 """Fuzz the daemon's live input: a seeded stream of valid, invalid and partial MIDI into `midiseed serve`.
 
-    python -m tests.fuzz_live --seed 0 --messages 100000 --model PATH [--keep DIR]
+    python -m midiseed.bench.fuzz_live --seed 0 --messages 100000 --model PATH [--keep DIR]
 
 Needs a JACK server (started if none runs). The stream is paced the way JACK can carry it (a few
 messages, at most ~160 bytes, every 3 ms) and mixes notes, controllers (the mode, reload and
@@ -12,7 +12,7 @@ note-offs (as a real stream eventually would), and a short phrase is played; it 
 answered when note-ons come out after it (in respond or continue mode alike) within 2.5 s, or,
 failing that, within 1.5 s of an end-of-call CC. At the end: 0xF7, the panic CC and SIGTERM.
 Passes when the daemon lived through it and exited 0, no note is left on at the receiver (with
-jack_midi_dump installed: at both it and the Player; see tests.soak.JackDump), its final status
+jack_midi_dump installed: at both it and the Player; see midiseed.bench.soak.JackDump), its final status
 line counts dropped messages, and at least 75 % of the phrases were answered.
 Exit status 0 on success, 1 on failure.
 """
@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.jack import Daemon, Player, start_server
-from tests.soak import JackDump, _receivers_line, compare, print_failures
+from midiseed.bench.rig import DaemonProcess, Player, PortWatch, start_server
+from midiseed.bench.soak import JackDump, _receivers_line, compare, print_failures
 
 TICK = 0.003  # seconds between batches
 PER_TICK = 4  # messages a batch ...
@@ -191,7 +191,12 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="midiseed-fuzzlive-"))
     tmp.mkdir(parents=True, exist_ok=True)
     name = f"fuzzlive{os.getpid()}"
-    daemon = Daemon(tmp, Path(args.model).resolve(), name, status_seconds=("log", 1))
+    daemon = DaemonProcess(tmp, Path(args.model).resolve(), name, {"log": {"status_seconds": 1}})
+    watch = PortWatch(name)
+    try:
+        daemon.wait_for_ports(watch)
+    finally:
+        watch.close()
     player = Player(name)
     dump = JackDump(tmp, name)
     fuzzer = Fuzzer(rng)
@@ -326,7 +331,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.fuzz_live", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m midiseed.bench.fuzz_live", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--model", required=True, help="an ONNX model exported by `midiseed export`")

@@ -1,6 +1,6 @@
 """Soak the daemon: continue mode for a long while, watching timing, memory and CPU.
 
-    python -m tests.soak --minutes 30 --model PATH --bpm 180 [--json PATH] [--reseed-bars 4]
+    python -m midiseed.bench.soak --minutes 30 --model PATH --bpm 180 [--json PATH] [--reseed-bars 4]
 
 Needs a JACK server (started if none runs). `midiseed serve` streams in continue mode at --bpm
 on the model's grid (16ths for the shipped models), with a status line every 10 s; a player
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.jack import Daemon, Player, start_server, wait_for_port
+from midiseed.bench.rig import DaemonProcess, Player, PortWatch, start_server, wait_for_port
 
 SAMPLE_SECONDS = 10.0
 SEEDS = [[60, 64], [62, 65, 69], [57, 60], [64, 67, 71], [55, 62]]
@@ -218,14 +218,17 @@ def run(args: argparse.Namespace) -> int:
     server = start_server()
     tmp = Path(tempfile.mkdtemp(prefix="midiseed-soak-"))
     name = f"soak{os.getpid()}"
-    daemon = Daemon(
-        tmp,
-        Path(args.model).resolve(),
-        name,
-        mode=("performance", '"continue"'),
-        bpm=("timing", args.bpm),
-        status_seconds=("log", 10),
-    )
+    settings = {
+        "performance": {"mode": "continue"},
+        "timing": {"bpm": args.bpm},
+        "log": {"status_seconds": 10},
+    }
+    daemon = DaemonProcess(tmp, Path(args.model).resolve(), name, settings)
+    watch = PortWatch(name)
+    try:
+        daemon.wait_for_ports(watch)
+    finally:
+        watch.close()
     player = Player(name)
     dump = JackDump(tmp, name)
     pid = daemon.proc.pid
@@ -370,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m midiseed.bench.soak", description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--model", required=True, help="an ONNX model exported by `midiseed export`")
     ap.add_argument("--bpm", type=float, default=180.0)
