@@ -68,13 +68,14 @@ def _conductor(rng: np.random.Generator, tpb: int, total_ticks: int) -> bytes:
     changes = sorted(rng.integers(0, max(1, total_ticks), rng.integers(0, 4)).tolist())
     for t in [0, *changes]:
         tempo = int(60_000_000 / rng.uniform(60, 180))
-        body += _vlq_bytes(t - now) + b"\xff\x51\x03" + tempo.to_bytes(3, "big")
+        body += vlq_bytes(t - now) + b"\xff\x51\x03" + tempo.to_bytes(3, "big")
         now = t
     body += b"\x00\xff\x2f\x00"
     return b"MTrk" + struct.pack(">I", len(body)) + body
 
 
-def _vlq_bytes(value: int) -> bytes:
+def vlq_bytes(value: int) -> bytes:
+    """A MIDI variable-length quantity (delta times, lengths), most significant group first."""
     out = [value & 0x7F]
     value >>= 7
     while value:

@@ -1,4 +1,7 @@
-"""Folders of MIDI files -> grid notes per file, in parallel, with a tokenised cache.
+"""Folders of MIDI files -> grid notes per file, in parallel, with a notes cache (`load_corpus`,
+used by evaluate and export); the robust worker pool (`run_jobs`: a time limit per file, a
+crashed worker costs one file) that `midiseed data tokenize` also runs on; and the bounds on
+what one file may cost (`Limits`, `bound_notes`).
 
 Memory stays O(total notes): each file's notes are one small int32 array, and the cache is one
 flat array plus offsets. A file that cannot be read is skipped and reported with its reason.
@@ -72,6 +75,47 @@ def _read_one(args: tuple[str, Grid, bool]) -> tuple[str, np.ndarray | None, str
         return path, None, str(err)
     except Exception as err:  # a parser bug must cost one file, not the run
         return path, None, f"{TRANSIENT[2]}{type(err).__name__}: {err}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost, in the grid's terms; past these the music is cut (see `bound_notes`).
+    Chosen by measurement (BENCHMARKS.md, data): a Lakh-like song has ~3,500 pitched notes, spans
+    ~800 beats and gives ~12,000 tokens; these are 30-100x that, so only broken or freak files
+    meet them, and a file's tokens stay under 2 MB."""
+
+    max_note_beats: int = 64  # 16 bars of 4/4: no sustained note in real music is longer
+    max_beats: int = 16_384  # 4,096 bars of 4/4 (2h15 at 120 bpm) from the first onset
+    max_notes: int = 250_000  # pitched notes in one file
+    max_tokens: int = 1_000_000  # ids per file (whole events)
+    timeout_s: float = 30.0  # the whole job of one file: read, bound, tokenise
+
+
+def bound_notes(notes: np.ndarray, grid: Grid, limits: Limits) -> tuple[np.ndarray, list[str]]:
+    """Grid notes (int64, sorted by start) cut to what `limits` allow, and a reason for each cut."""
+    cuts = []
+    spb = grid.steps_per_beat
+    if len(notes) > limits.max_notes:
+        cuts.append(f"{len(notes)} notes: kept the first {limits.max_notes}")
+        notes = notes[: limits.max_notes]
+    longest = limits.max_note_beats * spb
+    too_long = notes[:, 2] - notes[:, 1] > longest
+    if too_long.any():
+        worst = int((notes[:, 2] - notes[:, 1]).max()) // spb
+        cuts.append(
+            f"{int(too_long.sum())} notes longer than {limits.max_note_beats} beats "
+            f"(up to {worst}): shortened to {limits.max_note_beats}"
+        )
+        notes = notes.copy()
+        notes[:, 2] = np.minimum(notes[:, 2], notes[:, 1] + longest)
+    span = limits.max_beats * spb
+    late = notes[:, 1] >= span
+    if late.any() or (len(notes) and notes[:, 2].max() > span):
+        last = int(notes[:, 2].max()) // spb
+        cuts.append(f"the piece lasts {last} beats: cut after {limits.max_beats} beats")
+        notes = notes[~late].copy()
+        notes[:, 2] = np.minimum(notes[:, 2], span)
+    return notes, cuts
 
 
 def _default_cache_dir(root: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ import numpy as np
 from midiseed.runtime.codec import Codec, Grid
 from midiseed.runtime.midifile import MidiReadError, notes_from_bytes
 from midiseed.runtime.tokens import encode_notes
-from midiseed.training.corpus import TRANSIENT, DataError, find_midi_files, run_jobs
+from midiseed.training.corpus import TRANSIENT, DataError, Limits, bound_notes, find_midi_files, run_jobs
 from midiseed.training.store import (
     STORE_FILE,
     STORE_FORMAT,
@@ -35,47 +36,6 @@ from midiseed.training.store import (
     read_meta,
     shard_name,
 )
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one file may cost, in the grid's terms; past these the music is cut (see `bound_notes`).
-    Chosen by measurement (BENCHMARKS.md, data): a Lakh-like song has ~3,500 pitched notes, spans
-    ~800 beats and gives ~12,000 tokens; these are 30-100x that, so only broken or freak files
-    meet them, and a file's tokens stay under 2 MB."""
-
-    max_note_beats: int = 64  # 16 bars of 4/4: no sustained note in real music is longer
-    max_beats: int = 16_384  # 4,096 bars of 4/4 (2h15 at 120 bpm) from the first onset
-    max_notes: int = 250_000  # pitched notes in one file
-    max_tokens: int = 1_000_000  # ids per file (whole events)
-    timeout_s: float = 30.0  # the whole job of one file: read, bound, tokenise
-
-
-def bound_notes(notes: np.ndarray, grid: Grid, limits: Limits) -> tuple[np.ndarray, list[str]]:
-    """Grid notes (int64, sorted by start) cut to what `limits` allow, and a reason for each cut."""
-    cuts = []
-    spb = grid.steps_per_beat
-    if len(notes) > limits.max_notes:
-        cuts.append(f"{len(notes)} notes: kept the first {limits.max_notes}")
-        notes = notes[: limits.max_notes]
-    longest = limits.max_note_beats * spb
-    too_long = notes[:, 2] - notes[:, 1] > longest
-    if too_long.any():
-        worst = int((notes[:, 2] - notes[:, 1]).max()) // spb
-        cuts.append(
-            f"{int(too_long.sum())} notes longer than {limits.max_note_beats} beats "
-            f"(up to {worst}): shortened to {limits.max_note_beats}"
-        )
-        notes = notes.copy()
-        notes[:, 2] = np.minimum(notes[:, 2], notes[:, 1] + longest)
-    span = limits.max_beats * spb
-    late = notes[:, 1] >= span
-    if late.any() or (len(notes) and notes[:, 2].max() > span):
-        last = int(notes[:, 2].max()) // spb
-        cuts.append(f"the piece lasts {last} beats: cut after {limits.max_beats} beats")
-        notes = notes[~late].copy()
-        notes[:, 2] = np.minimum(notes[:, 2], span)
-    return notes, cuts
 
 
 def tokenize_one(job: tuple) -> tuple[str, tuple | None, str]:
@@ -93,7 +53,8 @@ def tokenize_one(job: tuple) -> tuple[str, tuple | None, str]:
             return path, (sha1, None, []), ""
         notes = notes_from_bytes(data, grid, drums)
         if len(notes) == 0:
-            return path, None, "no pitched notes (drum tracks are left out)"
+            drums_only = not drums and len(notes_from_bytes(data, grid, True)) > 0
+            return path, None, "only drum notes (drum tracks are left out)" if drums_only else "no notes"
         notes, cuts = bound_notes(notes, grid, limits)
         ids, total = encode_notes(notes, _codec(grid), limits.max_tokens)
         if total > len(ids):
@@ -105,6 +66,9 @@ def tokenize_one(job: tuple) -> tuple[str, tuple | None, str]:
         return path, None, str(err)
     except Exception as err:  # a parser or codec bug must cost one file, not the run
         return path, None, f"{TRANSIENT[2]}{type(err).__name__}: {err}"
+
+
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=4)
@@ -285,6 +249,8 @@ def tokenize_folder(
             meta = prev
             old = {e["path"]: Entry.from_json(e) for e in iter_manifest(out, prev)}
             report.incremental = True
+        else:
+            log.warning("%s was made with other settings (codec, drums or limits): re-tokenising all", out)
     elif out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
     elif out.exists() and any(out.iterdir()):
