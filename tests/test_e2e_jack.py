@@ -279,3 +279,60 @@ def test_sighup_reloads_good_config_refuses_bad_one_and_recording_keeps_it_all(d
     heard = [m.note for m in mid.tracks[0] if m.type == "note_on" and m.velocity > 0]
     assert heard == [60, 62, 65, 67]
     assert sum(m.type == "note_on" and m.velocity > 0 for m in mid.tracks[1]) == len(player.note_ons())
+
+
+def test_steering_ccs_make_a_single_line_inside_the_register(daemon_factory):
+    daemon, player = daemon_factory("steer", answer_beats=("performance", 4), bpm=("timing", 240))
+    for number, value in ((102, 1), (103, 60), (104, 67)):  # voices 1, lowest C4, highest G4
+        player.send([0xB0, number, value])
+    time.sleep(0.1)
+    call = (48, 55, 64, 72)  # a chord over two octaves: unsteered, it would be answered with chords
+    for pitch in call:
+        player.send([0x90, pitch, 100])
+    time.sleep(0.2)
+    for pitch in call:
+        player.send([0x80, pitch, 0])
+    player.wait_for_notes(1)
+    time.sleep(1.5)  # the four beats of the answer at 240 bpm, and some
+    assert daemon.stop() == 0
+    with player.lock:
+        notes = [m for _, m in player.received if m[0] & 0xF0 in (0x80, 0x90)]
+    sounding: set[int] = set()
+    for m in notes:
+        if m[0] & 0xF0 == 0x90 and m[2] > 0:
+            sounding.add(m[1])
+            assert len(sounding) == 1, notes  # never two notes at once
+            assert 60 <= m[1] <= 67, notes
+        else:
+            sounding.discard(m[1])
+    assert "steering (0 = follow): voices 1, low 60, high 67" in daemon.output()
+    assert player.left_on() == set()
+
+
+def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
+    """Streaming at the fastest tempo while a flood of clock pulses and notes comes in and two
+    busy processes compete for the two cores: SIGTERM still ends it, every note off, within 1 s."""
+    import subprocess
+    import sys
+
+    daemon, player = daemon_factory("load", mode=("performance", '"continue"'), bpm=("timing", 400))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        for i in range(2000):  # about 2 s of input: a note every 20 messages, the rest clock pulses
+            player.send([0x90, 48 + i % 24, 100] if i % 20 == 0 else [0xF8])
+            if i % 20 == 10:
+                player.send([0x80, 48 + (i - 10) % 24, 0])
+            time.sleep(0.001)
+        assert len(player.note_ons()) > 10  # it is streaming
+        asked = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        status = daemon.proc.wait(5)
+        took = time.monotonic() - asked
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert status == 0
+    assert took <= 1.0, f"{took:.2f} s from SIGTERM to exit"
+    time.sleep(0.2)
+    assert player.left_on() == set() and player.got_all_notes_off()

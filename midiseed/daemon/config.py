@@ -43,8 +43,12 @@ class Config:
     # [performance]
     mode: str = "respond"  # respond | continue
     silence_beats: float = 1.0  # respond: a phrase ends after this much silence
-    answer_beats: float = 8.0  # respond: length of an answer
+    answer_beats: float = 8.0  # respond: length of an answer; 0 = as long as the call
     max_held_beats: float = 32.0  # an input note held longer than this counts as released (stuck key)
+    # [steering]  what the answer may play; 0 = follow the phrase heard
+    voices: int = 0  # most notes sounding at once (1 = a single line)
+    low: int = 0  # lowest pitch (MIDI number)
+    high: int = 0  # highest pitch (MIDI number)
     # [decoding]
     temperature: float = 0.0  # 0 = greedy
     top_k: int = 0
@@ -59,6 +63,9 @@ class Config:
     no_repeat_cc: int = 89
     reload_cc: int = 90
     model_cc: int = 91
+    voices_cc: int = 102
+    low_cc: int = 103
+    high_cc: int = 104
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
@@ -83,6 +90,7 @@ SECTIONS = {
     ],
     "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
+    "steering": ["voices", "low", "high"],
     "decoding": ["temperature", "top_k", "no_repeat", "random_seed"],
     "cc": [
         "panic_cc",
@@ -93,6 +101,9 @@ SECTIONS = {
         "no_repeat_cc",
         "reload_cc",
         "model_cc",
+        "voices_cc",
+        "low_cc",
+        "high_cc",
     ],
     "log": ["log_level", "status_seconds", "record", "status_socket"],
 }
@@ -109,7 +120,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "bpm": (20, 400),
     "chord_ms": (0, 500),
     "silence_beats": (0.25, 64),
-    "answer_beats": (0.25, 1024),
+    "answer_beats": (0, 1024),
+    "voices": (0, 127),
+    "low": (0, 127),
+    "high": (0, 127),
     "max_held_beats": (1, 10_000),
     "temperature": (0, 10),
     "top_k": (0, 272),
@@ -175,6 +189,9 @@ def load(path: Path | None) -> Config:
                     f"{path}: unknown key [{section}] {key}; [{section}] takes {', '.join(SECTIONS[section])}"
                 )
             values[key] = _check(key, value, f"{path}: [{section}] ")
+    low, high = values.get("low", 0), values.get("high", 0)
+    if low and high and low > high:
+        raise ConfigError(f"{path}: [steering] low must not be above high, got low = {low}, high = {high}")
     return Config(**values)
 
 

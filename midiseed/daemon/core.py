@@ -23,6 +23,7 @@ from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.runtime.codec import Event
 from midiseed.runtime.generate import Generator
+from midiseed.runtime.sampling import Steering
 
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1
@@ -102,6 +103,8 @@ class Performer:
         self.sounding_planned: set[int] = set()
         self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
         self.last_heard: list[int] = []  # for the live view
+        self.steer = (cfg.voices, cfg.low, cfg.high)  # settable live by CC; 0 = follow the phrase heard
+        self._apply_steering()
 
     # ---- input -------------------------------------------------------------------------------
     def handle(self, data: list[int] | bytes, t: float) -> Command | None:
@@ -167,6 +170,13 @@ class Performer:
             return RELOAD
         elif control == cfg.model_cc:
             return Command("model", value)
+        elif control in (cfg.voices_cc, cfg.low_cc, cfg.high_cc):
+            which = (cfg.voices_cc, cfg.low_cc, cfg.high_cc).index(control)
+            steer = list(self.steer)
+            steer[which] = value
+            self.steer = (steer[0], steer[1], steer[2])
+            self._apply_steering()
+            log.info("steering (0 = follow): voices %d, low %d, high %d", *self.steer)
         elif control == cfg.temperature_cc:
             self._decoding(temperature=round(value / 127 * 2, 3))
         elif control == cfg.top_k_cc:
@@ -175,6 +185,19 @@ class Performer:
             n = value // 8
             self._decoding(no_repeat=0 if n < 2 else n)
         return None
+
+    def _apply_steering(self) -> None:
+        """Hand the generator what `steer` asks for: a voices cap and a register, each either set
+        (by config or CC) or following the phrase last heard (the generator's `followed`)."""
+        voices, low, high = self.steer
+        if not (voices or low or high):
+            self.gen.steering = None  # the generator follows the phrase itself
+            return
+        followed = self.gen.followed
+        lo, hi = low or followed.low, high or followed.high
+        if lo > hi:  # one bound set past the other: a set bound wins over a followed one
+            lo, hi = (min(low, high), max(low, high)) if low and high else (lo, lo) if low else (hi, hi)
+        self.gen.steering = Steering(min(voices or followed.voices, self.grid.max_poly), lo, hi)
 
     def _decoding(self, **change) -> None:
         self.gen.decoding = replace(self.gen.decoding, **change)
@@ -265,18 +288,22 @@ class Performer:
         self.cancel()
         self.gen.reset()
         self.gen.prime(events)
+        self._apply_steering()  # what the generator follows just changed
         self.velocity = self.cfg.velocity or velocity or 80
         self.cursor = self._start_at(pos)
         self.rest_steps = None
-        self.end = self.cursor + self.cfg.answer_beats * self.grid.steps_per_beat
+        spb = self.grid.steps_per_beat
+        beats = self.cfg.answer_beats or sum(ev.steps for ev in events) / spb  # 0: as long as the call
+        self.end = self.cursor + beats * spb
         self.stats["answers"] += 1
-        log.info("heard a phrase of %d events; answering for %g beats", len(events), self.cfg.answer_beats)
+        log.info("heard a phrase of %d events; answering for %g beats", len(events), beats)
 
     def _reseed(self, pitches: list[int], velocity: int, pos: float) -> None:
         self.cancel()
         self.gen.prime(
             [Event(tuple(pitches), (False,) * len(pitches), max(1, self.grid.steps_per_beat // 2))]
         )
+        self._apply_steering()
         self.velocity = self.cfg.velocity or velocity or 80
         self.cursor = self._start_at(pos)
         self.rest_steps = None
@@ -289,6 +316,7 @@ class Performer:
         if generator is not self.gen:
             self.cancel()
             self.gen = generator
+            self._apply_steering()
 
     # ---- stopping ----------------------------------------------------------------------------
     def cancel(self) -> None:
