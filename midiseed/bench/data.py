@@ -173,12 +173,10 @@ def bench_data(model: Path | None, data_dir: Path, quick: bool) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m midiseed.bench.data", description=__doc__.splitlines()[0])
-    ap.add_argument("midi_dir", type=Path, nargs="?")
+    ap.add_argument("midi_dir", type=Path)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true", help="the section as JSON instead of a table row")
     args = ap.parse_args(argv)
-    if args.midi_dir is None:
-        ap.error("MIDI_DIR is required")
     section = bench_data(None, args.midi_dir, args.quick)
     if args.json:
         print(json.dumps(section, indent=1))

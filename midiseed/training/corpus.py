@@ -1,7 +1,6 @@
-"""Folders of MIDI files -> grid notes per file, in parallel, with a notes cache (`load_corpus`,
-used by evaluate and export); the robust worker pool (`run_jobs`: a time limit per file, a
-crashed worker costs one file) that `midiseed data tokenize` also runs on; and the bounds on
-what one file may cost (`Limits`, `bound_notes`).
+"""Folders of MIDI files -> grid notes per file, with a notes cache (`load_corpus`: evaluate,
+export); the worker pool (`run_jobs`: a time limit per file, a crashed worker costs one file)
+that `data tokenize` runs on too; the bounds on one file's cost (`Limits`, `bound_notes`).
 
 Memory stays O(total notes): each file's notes are one small int32 array, and the cache is one
 flat array plus offsets. A file that cannot be read is skipped and reported with its reason.
@@ -10,6 +9,7 @@ flat array plus offsets. A file that cannot be read is skipped and reported with
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -79,10 +79,9 @@ def _read_one(args: tuple[str, Grid, bool]) -> tuple[str, np.ndarray | None, str
 
 @dataclass(frozen=True)
 class Limits:
-    """What one file may cost, in the grid's terms; past these the music is cut (see `bound_notes`).
-    Chosen by measurement (BENCHMARKS.md, data): a Lakh-like song has ~3,500 pitched notes, spans
-    ~800 beats and gives ~12,000 tokens; these are 30-100x that, so only broken or freak files
-    meet them, and a file's tokens stay under 2 MB."""
+    """What one file may cost; past these the music is cut (`bound_notes`). Measured on 2,000
+    Lakh-like files (median/p99): 3,114/11,270 pitched notes, 400/1,039 beats, 10,634/23,306
+    tokens; the limits are 16-40x those p99s, so only freak files meet them (BENCHMARKS.md)."""
 
     max_note_beats: int = 64  # 16 bars of 4/4: no sustained note in real music is longer
     max_beats: int = 16_384  # 4,096 bars of 4/4 (2h15 at 120 bpm) from the first onset
@@ -267,14 +266,22 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
     finished: set[int] = set()
     hung: list[int] = []
     broken = clean = False
+    # a few chunks in flight: wait() costs O(pending futures) a call (Lakh: 2,700 chunks)
+    todo_chunks = iter(enumerate(chunks))
+    futures: dict = {}
+    pending: set = set()
+
+    def submit(n: int) -> None:
+        for c, chunk in itertools.islice(todo_chunks, n):
+            fut = pool.submit(_read_chunk, c, [(i, jobs[i]) for i in chunk], read)
+            futures[fut] = c
+            pending.add(fut)
+
     try:
-        futures = {
-            pool.submit(_read_chunk, c, [(i, jobs[i]) for i in chunk], read): c
-            for c, chunk in enumerate(chunks)
-        }
-        pending = set(futures)
+        submit(workers * 4)
         while pending and not broken:
-            done, pending = wait(pending, timeout=min(0.05, file_timeout / 4), return_when=FIRST_COMPLETED)
+            done, not_done = wait(pending, timeout=min(0.05, file_timeout / 4), return_when=FIRST_COMPLETED)
+            pending.intersection_update(not_done)
             while not progress.empty():
                 c, i, started = progress.get()
                 if c not in closed:
@@ -284,12 +291,12 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
                 try:
                     results = fut.result()
                 except BrokenProcessPool:
-                    # not closed: its running file is a suspect (marking every chunk of a broken
-                    # pool closed made every file a suspect, each then read in its own process)
+                    # not closed: its running file is a suspect (not every file of the pass)
                     broken = True
                     continue
                 closed.add(c)
                 running.pop(c, None)
+                submit(1)
                 for i, path, notes, reason in results:
                     finished.add(i)
                     yield str(Path(path).relative_to(root)), (notes, reason)
