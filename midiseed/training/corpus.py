@@ -218,9 +218,7 @@ def run_jobs(jobs: list[tuple], root: Path, workers: int | None, file_timeout: f
             yield str(Path(jobs[i][0]).relative_to(root)), _read_isolated(jobs[i], file_timeout, read)
 
 
-def _read_isolated(
-    job: tuple, file_timeout: float = 30.0, read: Callable = _read_one
-) -> tuple[np.ndarray | None, str]:
+def _read_isolated(job: tuple, file_timeout: float = 30.0, read: Callable = _read_one) -> tuple:
     """One file in a process of its own, with the time limit; a crash costs this file only."""
     results = {}
     gen = _pool_pass([job], [0], Path(job[0]).parent, 1, file_timeout, read)
