@@ -41,15 +41,17 @@ def test_a_rerun_skips_what_exists(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.mid")} == mtimes
 
 
-def test_a_piece_over_the_time_limit_is_skipped_recorded_and_not_retried(tmp_path):
+def test_a_piece_over_the_time_limit_is_skipped_recorded_and_retried_only_under_a_longer_limit(tmp_path):
     report = export_music21(tmp_path, None, names=["nottingham-dataset"], workers=1, piece_seconds=1e-4)
     assert report.written == 0 and report.failed
     assert all("took over" in why for why in report.failed.values())
     recorded = json.loads((tmp_path / FAILED_NAME).read_text())
     assert recorded == report.failed
-    again = export_music21(tmp_path, None, names=["nottingham-dataset"], workers=1)
+    again = export_music21(tmp_path, None, names=["nottingham-dataset"], workers=1, piece_seconds=1e-4)
     assert again.written == 0 and not again.failed and again.existing == 2
     assert not list(tmp_path.rglob("*.mid"))
+    longer = export_music21(tmp_path, None, names=["nottingham-dataset"], workers=1)
+    assert longer.written == 2 and not longer.failed
 
 
 def test_limit_caps_pieces_per_collection(tmp_path):

@@ -24,6 +24,9 @@ def data_music21(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many pieces a collection.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes (default: all cores).")] = None,
+    piece_seconds: Annotated[
+        float, typer.Option(min=1, help="Skip a piece music21 takes longer than this on (retried if raised).")
+    ] = 60.0,
 ) -> None:
     """Write the corpus bundled with music21 as .mid files, one per piece (an ABC tune is a piece).
 
@@ -51,9 +54,8 @@ def data_music21(
         tty = sys.stderr.isatty()
         print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    report = export_music21(
-        out, composer if names is not None or composer else "bach", limit, workers, names, progress
-    )
+    composer = composer if names is not None or composer else "bach"  # alone, the old default
+    report = export_music21(out, composer, limit, workers, names, progress, piece_seconds)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for piece, why in sorted(report.failed.items()):

@@ -13,7 +13,8 @@ scores that are exported anyway, not music as played.
 
 A piece music21 cannot read or write, or that takes longer than the per-piece limit, is skipped;
 its reason is recorded in ``OUT/music21_failed.json`` so that a re-run skips it too, as it skips
-every piece whose .mid exists. Each .mid is written to a temporary name and renamed, so an
+every piece whose .mid exists; only a piece that ran out of time is tried again, and only when the
+re-run's limit is longer. Each .mid is written to a temporary name and renamed, so an
 interrupted run leaves no half-written file.
 
 Without `--collection`/`--all`, `--composer` (bach by default) keeps its old meaning: that
@@ -45,6 +46,7 @@ SCORE_SUFFIXES = {".abc", ".mxl", ".xml", ".musicxml", ".krn", ".mid", ".midi"}
 FAILED_NAME = "music21_failed.json"
 PIECE_SECONDS = 60.0  # one piece's limit: a few scores make music21 think for minutes
 _REF = re.compile(r"^X:\s*(\d+)", re.MULTILINE)
+_SLOW = re.compile(r"took over ([\d.]+) s")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,12 @@ def export_music21(
     out.mkdir(parents=True, exist_ok=True)
     failed_path = out / FAILED_NAME
     failed_before: dict[str, str] = json.loads(failed_path.read_text()) if failed_path.exists() else {}
+    # a piece that only ran out of time is tried again under a longer limit than the one it failed under
+    failed_before = {
+        k: why
+        for k, why in failed_before.items()
+        if not ((m := _SLOW.search(why)) and float(m.group(1)) < piece_seconds)
+    }
     report = ExportReport(collections=chosen, failed_before=len(failed_before))
     todo = []
     for job in jobs:
@@ -237,8 +245,8 @@ def _whole_done(out: Path, job: Job, failed: dict[str, str]) -> bool:
     )
 
 
-class _TooSlow(Exception):
-    pass
+class PieceTooSlow(Exception):
+    """A piece that took music21 longer than the per-piece limit."""
 
 
 def _export_job(job: Job, out: str, piece_seconds: float) -> tuple[int, dict[str, str]]:
@@ -336,7 +344,7 @@ class _time_limit:
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
 
     def _fire(self, signum, frame) -> None:
-        raise _TooSlow(f"took over {self.seconds:g} s")
+        raise PieceTooSlow(f"took over {self.seconds:g} s")
 
     def __exit__(self, *exc) -> None:
         if self.armed:
