@@ -160,3 +160,22 @@ def test_generate_command_refuses_a_register_upside_down(tmp_path):
     )
     assert result.exit_code == 2
     assert "low" in result.output
+
+
+def test_random_walks_under_random_steering_never_dead_end_and_always_obey_it():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        low = int(rng.integers(0, 120))
+        steering = Steering(int(rng.integers(0, 5)), low, int(rng.integers(low, 128)))
+        grammar = Grammar(codec)
+        feed(grammar, [struck(*sorted(rng.choice(128, 3, replace=False).tolist()))])  # heard before
+        grammar.steering = steering
+        for _ in range(30):
+            while True:
+                mask = grammar.allowed()
+                assert mask.any() and mask[codec.duration(1)]
+                ev = grammar.feed(int(rng.choice(np.flatnonzero(mask))))
+                if ev is not None:
+                    break
+            assert len(ev.pitches) <= (steering.voices or codec.grid.max_poly)
+            assert all(steering.low <= p <= steering.high for p in ev.pitches)
