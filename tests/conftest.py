@@ -45,8 +45,19 @@ def midi_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def midi_store(tmp_path_factory, midi_folder) -> Path:
+    """The token store of `midi_folder` (one shard), made with `midiseed data tokenize`'s code."""
+    from midiseed.training import store
+
+    out = tmp_path_factory.mktemp("stores") / "midi"
+    store.tokenize(midi_folder, out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, midi_folder) -> Path:
-    """A trained run directory of the tiny preset (two epochs)."""
+    """A trained run directory of the tiny preset (two epochs of 45 steps: about as many windows as
+    every transposition in -1..1 of the training files), trained from the MIDI folder itself."""
     from midiseed.training.train import TrainOptions, train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
@@ -59,6 +70,7 @@ def tiny_run(tmp_path_factory, midi_folder) -> Path:
             batch_size=16,
             val_fraction=0.2,
             transpose="-1..1",
+            steps_per_epoch=45,
         )
     )
     return out

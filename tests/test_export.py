@@ -26,7 +26,7 @@ def test_export_gives_onnx_lstm_ops_not_loops(tiny_onnx):
 
 def test_export_matches_keras_and_streaming_matches_one_call(tiny_onnx):
     report = tiny_onnx[1]
-    assert report["windows"] >= 1
+    assert report["windows"] >= 8  # validation windows from the run's token store (not random tokens)
     assert report["max_abs_prob_diff"] <= 1e-4
     assert report["stream_vs_batch_max_prob_diff"] <= 1e-4
 
@@ -37,10 +37,35 @@ def test_model_file_describes_itself(tiny_onnx, tiny_run):
         assert f"midiseed.{key}" in meta, key
     assert json.loads(meta["midiseed.preset"]) == "tiny"
     assert json.loads(meta["midiseed.data"])["files_read"] == 10
+    split = json.loads(meta["midiseed.split"])
+    assert split == json.loads((tiny_run / "split.json").read_text())
+    assert {"train", "validation", "test", "held_out"} <= set(split) and split["held_out"] == split[
+        "validation"
+    ]
+    assert json.loads(meta["midiseed.metrics"])["test_loss"] > 0
     engine = Engine(tiny_onnx[0], provider="cpu")
     assert engine.provider == "CPUExecutionProvider"
     assert engine.info.model["lstm_units"] == [32, 32]
     assert engine.codec.keys == json.loads((tiny_run / "codec.json").read_text())["vocab"]
+
+
+def test_parity_windows_are_validation_music_from_the_runs_store(tiny_run, tmp_path):
+    from midiseed.export.onnx_export import heldout_windows
+    from midiseed.training.rundir import RunDir
+    from midiseed.training.store import TokenStore
+
+    run = RunDir(tiny_run)
+    codec = run.read_codec()
+    windows = heldout_windows(run, codec, 32, 4)
+    tokens = TokenStore.open(run.read_config()["data"]["store"])
+    first = next(f for f in tokens.files if f.path == run.read_split()["validation"][0])
+    np.testing.assert_array_equal(windows[0], tokens.tokens_of(first)[:32])
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["data"]["store"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    assert heldout_windows(RunDir(moved), codec, 32, 4).shape == (4, 32)  # random tokens, same shape
 
 
 def test_streaming_state_carries_across_calls(tiny_onnx):

@@ -11,13 +11,15 @@ from typer.testing import CliRunner
 from midiseed.cli import app
 from midiseed.runtime.codec import Codec, Event, Grid
 from midiseed.training import loops
-from midiseed.training.dataset import encode_pieces
+from midiseed.training.losses import IGNORE, MLE, loss_and_metric, pack
 from midiseed.training.train import TrainOptions, train
+from midiseed.training.windows import Pieces
 
 runner = CliRunner()
 
 
-def _token_set(codec: Codec):
+def _pieces(codec: Codec) -> Pieces:
+    """Four files of 40 random events each (chords, holds), as the store would hold them."""
     rng = np.random.default_rng(3)
     pieces = []
     for _ in range(4):
@@ -27,18 +29,16 @@ def _token_set(codec: Codec):
             held = tuple(bool(p in previous and rng.random() < 0.5) for p in pitches)
             events.append(Event(pitches, held, int(rng.integers(1, 5))))
             previous = set(pitches)
-        pieces.append(events)
-    return encode_pieces(codec, pieces)
+        pieces.append(codec.encode(events))
+    return Pieces.from_arrays(pieces)
 
 
 def test_repeated_windows_are_real_music_then_one_stretch_of_it_repeated():
     codec = Codec(Grid())
-    ts = _token_set(codec)
-    ends, piece_of = loops.event_ends(ts.tokens, ts.offsets, codec.duration(1))
-    assert len(ends) == 160 and list(np.bincount(piece_of)) == [40] * 4
-    x, y = loops.repeated_windows(
-        ts.tokens, ends, piece_of, ts.offsets[:-1], 64, 50, np.random.default_rng(0), codec.duration(1)
-    )
+    pieces = _pieces(codec)
+    files = [pieces.tokens(i) for i in range(len(pieces))]
+    assert [int((f >= codec.duration(1)).sum()) for f in files] == [40] * 4
+    x, y = loops.repeated_windows(pieces, 64, 50, np.random.default_rng(0), codec.duration(1))
     assert x.shape == (64, 50) and y.shape == (64, 50, 2)
     periods, leads = set(), set()
     for row in range(64):
@@ -47,7 +47,7 @@ def test_repeated_windows_are_real_music_then_one_stretch_of_it_repeated():
         what = y[row, :, 1]
         trained = np.flatnonzero(what >= 0)
         assert trained.size and (trained == np.arange(trained[0], 50)).all()
-        assert (what[: trained[0]] == loops.IGNORE).all()
+        assert (what[: trained[0]] == IGNORE).all()
         period = int(trained[0] - what[trained[0]])
         assert (what[trained] == trained - period).all()  # each points one copy back...
         assert (y[row, trained, 0] == y[row, trained - period, 0]).all()  # ...to the same token
@@ -57,8 +57,10 @@ def test_repeated_windows_are_real_music_then_one_stretch_of_it_repeated():
             lead = 0
         assert lead == 0 or codec.is_duration(int(window[lead - 1]))  # after whole events
         assert (window[lead + period :] == np.resize(window[lead : lead + period], 51 - lead - period)).all()
-        if lead:  # the music before the stretch is the piece's own, as it was
-            assert any((ts.tokens[i : i + lead] == window[:lead]).all() for i in range(len(ts.tokens) - lead))
+        if lead:  # the music before the stretch is one file's own, as it was
+            assert any(
+                (f[i : i + lead] == window[:lead]).all() for f in files for i in range(len(f) - lead + 1)
+            )
         periods.add(len(codec.decode(window[lead : lead + period])))
         leads.add(lead)
         # every copy is a valid spelling: a held pitch was sounding in the event before it
@@ -74,12 +76,12 @@ def test_repeated_windows_are_real_music_then_one_stretch_of_it_repeated():
 def test_loop_loss_is_cross_entropy_or_ditto_where_the_targets_say():
     import keras
 
-    loss_fn, accuracy = loops.loss_and_metric(lam=0.5)
+    loss_fn, accuracy = loss_and_metric(lam=0.5)
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(1, 4, 5)).astype("float32")
     targets = np.array([[2, 3, 2, 3]])
-    what = np.array([[loops.MLE, loops.IGNORE, 0, 1]])
-    per_position = np.asarray(loss_fn.call(loops.pack(targets, what).astype("float32"), logits))
+    what = np.array([[MLE, IGNORE, 0, 1]])
+    per_position = np.asarray(loss_fn.call(pack(targets, what).astype("float32"), logits))
     p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     pt = p[0, np.arange(4), targets[0]]
     expected = [
@@ -90,7 +92,7 @@ def test_loop_loss_is_cross_entropy_or_ditto_where_the_targets_say():
     ]
     np.testing.assert_allclose(per_position[0], expected, rtol=1e-5, atol=1e-6)
     # the gradient never flows into the earlier copy's probability
-    packed = loops.pack(targets, what).astype("float32")
+    packed = pack(targets, what).astype("float32")
     hits = np.asarray(accuracy(packed, keras.ops.convert_to_tensor(logits)))
     assert hits == pytest.approx(float(logits[0, 0].argmax() == 2))
 
@@ -111,25 +113,24 @@ def test_the_loop_loss_makes_a_real_lstm_less_sure_of_each_further_repeat():
     from midiseed.training.model import build_model, preset_config
 
     codec = Codec(Grid())
-    ts = _token_set(codec)
-    ends, piece_of = loops.event_ends(ts.tokens, ts.offsets, codec.duration(1))
+    pieces = _pieces(codec)
 
     def windows(seed):
-        rng = np.random.default_rng(seed)
-        return loops.repeated_windows(ts.tokens, ends, piece_of, ts.offsets[:-1], 128, 32, rng, 256)
+        # 512 windows, 20 epochs: fewer (128, 30) left the outcome to the seed, either way
+        return loops.repeated_windows(pieces, 512, 32, np.random.default_rng(seed), codec.duration(1))
 
     keras.utils.set_random_seed(0)
     model = build_model(preset_config("tiny", len(codec), dropout=0.0))
-    loss_fn, accuracy = loops.loss_and_metric(lam=0.5)
+    loss_fn, accuracy = loss_and_metric(lam=0.5)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss_fn, metrics=[accuracy])
     x, y = windows(1)
     test_x, test_y = windows(2)
-    model.fit(x, loops.pack(y[..., 0]), epochs=30, batch_size=64, verbose=0)
+    model.fit(x, pack(y[..., 0]), epochs=20, batch_size=64, verbose=0)
     start = model.get_weights()
     ratios = {}
-    for name, targets in [("cross-entropy", loops.pack(y[..., 0])), ("ditto", y)]:
+    for name, targets in [("cross-entropy", pack(y[..., 0])), ("ditto", y)]:
         model.set_weights(start)
-        model.fit(x, targets, epochs=30, batch_size=64, verbose=0)
+        model.fit(x, targets, epochs=20, batch_size=64, verbose=0)
         ratios[name] = _reinforcement(model, test_x, test_y)
     # on windows it never saw, a repeat is a good deal less likely than what it repeats
     assert ratios["ditto"] < 0.8 and ratios["ditto"] < 0.8 * ratios["cross-entropy"], ratios
@@ -160,10 +161,10 @@ def test_fine_tuning_a_run_with_anti_loop_windows(tmp_path, tiny_run):
     # it looked for its own greedy loops while training, and says how often it found one
     history = json.loads((tmp_path / "ft" / "history.json").read_text())
     assert 0 <= history[0]["greedy_loop_rate"] <= 1
-    # each epoch trained as many repeated-stretch windows again as ordinary ones
+    # each batch trained as many repeated-stretch windows again as ordinary ones
     state = json.loads((tmp_path / "ft" / "state.json").read_text())
-    windows = config["data"]["train_windows"]
-    assert state["tokens_trained"] >= 2 * windows * config["model"]["seq_len"]
+    steps, batch = config["data"]["steps_per_epoch"], opts.batch_size
+    assert state["tokens_trained"] == 2 * steps * (batch + batch) * config["model"]["seq_len"]
 
 
 class _Cycler:

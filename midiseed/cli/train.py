@@ -13,7 +13,13 @@ from midiseed.cli._app import app, setup_logging, user_errors
 @app.command()
 @user_errors
 def train(
-    data: Annotated[Path, typer.Option(help="Folder of MIDI files (searched recursively).")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="A token store (`midiseed data tokenize`), or a folder of MIDI files (searched "
+            "recursively), tokenised first into a cached store that later runs reuse."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Run directory to write (an existing one is resumed).")],
     preset: Annotated[str, typer.Option(help="seed, default or tiny.")] = "default",
     epochs: Annotated[int, typer.Option(min=1)] = 150,
@@ -22,16 +28,37 @@ def train(
         int | None, typer.Option(min=2, help="Window length in events (default: preset's).")
     ] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping: epochs without improvement.")] = 10,
-    val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of files held out.")] = 0.1,
-    transpose: Annotated[str, typer.Option(help="Augmentation: transpositions, e.g. -5..6 or 0.")] = "-5..6",
+    val_fraction: Annotated[
+        float, typer.Option(min=0.01, max=0.9, help="Share of files for validation (early stopping).")
+    ] = 0.1,
+    test_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of files for test (recorded, never trained on).")
+    ] = 0.1,
+    transpose: Annotated[
+        str,
+        typer.Option(help="Each training window moves by a random shift in this range (that fits 0..127)."),
+    ] = "-5..6",
     stride: Annotated[
         int | None, typer.Option(min=1, help="Tokens between window starts (default seq_len/4).")
     ] = None,
+    steps_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Batches an epoch (default: one pass over the training windows); the next epoch "
+            "goes on where the last stopped. For corpora whose pass is too long to be an epoch.",
+        ),
+    ] = None,
+    val_windows: Annotated[
+        int, typer.Option(min=1, help="Most validation (and test) windows scored, evenly spread.")
+    ] = 20_000,
     devices: Annotated[
         str, typer.Option(help="auto, or e.g. GPU:0,GPU:1 for data-parallel training.")
     ] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    drums: Annotated[bool, typer.Option(help="Keep drum tracks (channel 10).")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
+    drums: Annotated[
+        bool, typer.Option(help="Keep drum tracks (channel 10) when tokenising a MIDI folder.")
+    ] = False,
     learning_rate: Annotated[float, typer.Option(min=1e-7, max=1.0, help="Adam's learning rate.")] = 1e-3,
     anti_loop: Annotated[
         float,
@@ -64,7 +91,9 @@ def train(
         typer.Option(help="Start from the weights of this finished run (same preset and data): fine-tuning."),
     ] = None,
 ) -> None:
-    """Train a stacked LSTM on a folder of MIDI files."""
+    """Train a stacked LSTM on a token store or a folder of MIDI files.
+
+    With TF_CONFIG set (the same command on every machine), trains data-parallel across them."""
     setup_logging()
     from midiseed.training.model import PRESETS
 
@@ -84,8 +113,11 @@ def train(
         seq_len=seq_len,
         patience=patience,
         val_fraction=val_fraction,
+        test_fraction=test_fraction,
         transpose=transpose,
         stride=stride,
+        steps_per_epoch=steps_per_epoch,
+        val_windows=val_windows,
         devices=devices,
         seed=seed,
         include_drums=drums,
@@ -97,7 +129,7 @@ def train(
     )
     metrics = run_training(opts)
     typer.echo(
-        f"trained {out}: held-out loss {metrics['held_out_loss']:.3f}, "
+        f"trained {out}: validation loss {metrics['held_out_loss']:.3f}, "
         f"accuracy {metrics['held_out_accuracy']:.3f} "
         f"(best epoch {metrics['best_epoch']} of {metrics['epochs_run']}), "
         f"{metrics['train_tokens_per_second'] or 0:.0f} tokens/s"

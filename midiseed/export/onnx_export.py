@@ -22,50 +22,49 @@ import numpy as np
 from midiseed.export.errors import ExportError
 from midiseed.runtime.codec import Codec
 from midiseed.training.model import ModelConfig, build_model, copy_weights
+from midiseed.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
-RUN_FILES = ("config.json", "codec.json", "model.keras", "metrics.json", "split.json")
 FP32_MAX_PROB_DIFF = 1e-4
 INT8_MIN_AGREEMENT = 0.99
 OPSET = 17
 
 
-def check_run_dir(run: Path) -> dict:
+def check_run_dir(run: RunDir) -> dict:
     """The run's config.json, after checking every file the export needs is there."""
-    if not run.is_dir():
-        raise ExportError(f"run directory {run} does not exist")
-    missing = [f for f in RUN_FILES if not (run / f).is_file()]
+    if not run.root.is_dir():
+        raise ExportError(f"run directory {run.root} does not exist")
+    missing = run.missing()
     if missing:
-        raise ExportError(f"run directory {run} is missing {', '.join(missing)} (did training finish?)")
-    config = json.loads((run / "config.json").read_text())
+        raise ExportError(f"run directory {run.root} is missing {', '.join(missing)} (did training finish?)")
+    config = run.read_config()
     from midiseed.training.model import PRESETS
 
     if config.get("preset") not in PRESETS:
-        raise ExportError(f"{run}/config.json names unknown preset {config.get('preset')!r}")
+        raise ExportError(f"{run.config_path} names unknown preset {config.get('preset')!r}")
     return config
 
 
-def heldout_windows(run: Path, codec: Codec, seq_len: int, count: int) -> np.ndarray:
-    """Up to `count` windows of held-out tokens (the files training never saw)."""
-    from midiseed.training.corpus import load_corpus
-    from midiseed.training.dataset import encode_pieces, piece_events
+def heldout_windows(run: RunDir, codec: Codec, seq_len: int, count: int) -> np.ndarray:
+    """Up to `count` windows of validation tokens (files training never saw), read from the run's
+    token store; random tokens when the store is gone (parity still compares the two graphs)."""
+    from midiseed.training import store
+    from midiseed.training.split import Split
+    from midiseed.training.windows import Pieces, Windows
 
-    config = json.loads((run / "config.json").read_text())
-    split = json.loads((run / "split.json").read_text())
-    data = Path(config["options"]["data"])
-    if data.is_dir():
-        corpus = load_corpus(data, codec.grid, config["options"]["include_drums"])
-        held = set(split["held_out"])
-        notes = [n for f, n in zip(corpus.files, corpus.notes) if f in held]
-        tokens = encode_pieces(codec, piece_events(notes, codec.grid)).tokens
-    else:  # the data moved: parity on a deterministic pseudo-random token stream still compares the graphs
-        log.warning("training data %s is gone; checking parity on random tokens", data)
-        tokens = np.random.default_rng(0).integers(0, len(codec), seq_len * count).astype(np.int32)
-    n = min(count, len(tokens) // seq_len)
-    if n == 0:
-        tokens = np.resize(tokens, seq_len)
-        n = 1
-    return tokens[: n * seq_len].reshape(n, seq_len)
+    config = run.read_config()
+    where = config.get("data", {}).get("store")
+    tokens = None
+    if where and store.is_store(Path(where)):
+        opened = store.TokenStore.open(Path(where))
+        names = Split.from_json(run.read_split()).validation
+        windows = Windows(Pieces.from_store(opened, names), seq_len - 1, seq_len, count, shuffle=False)
+        if len(windows) and opened.codec.keys == codec.keys:
+            tokens = windows.tokens(np.arange(min(count, len(windows))))
+    if tokens is None:
+        log.warning("the run's token store %s is gone; checking parity on random tokens", where)
+        tokens = np.random.default_rng(0).integers(0, len(codec), (count, seq_len)).astype(np.int32)
+    return tokens
 
 
 def convert(stateful, cfg: ModelConfig, path: Path) -> dict:
@@ -117,7 +116,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
     """Export, check parity (and streaming == batch), write metadata. Returns the parity report."""
-    run, out = Path(run), Path(out)
+    run, out = RunDir(run), Path(out)
     config = check_run_dir(run)
     if out.is_dir():
         raise ExportError(f"output {out} is a folder; give a file name such as model.onnx")
@@ -130,9 +129,9 @@ def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
 
     if keras.backend.backend() != "tensorflow":
         raise ExportError("export runs under TensorFlow; unset KERAS_BACKEND or set it to tensorflow")
-    codec = Codec.from_json((run / "codec.json").read_text())
+    codec = run.read_codec()
     cfg = ModelConfig.from_dict(config["model"])
-    trained = keras.models.load_model(run / "model.keras", compile=False)
+    trained = keras.models.load_model(run.model_path, compile=False)
     stateful = build_model(cfg, stateful=True)
     copy_weights(trained, stateful)
 
@@ -149,7 +148,7 @@ def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
 
             final = Path(tmp) / "int8.onnx"
             quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = run.read_metrics()
         meta = {
             "codec": json.loads(codec.to_json()),
             "model": cfg.to_dict(),
@@ -159,8 +158,9 @@ def export(run: Path, out: Path, int8: bool = False, windows: int = 32) -> dict:
             "grid": asdict(codec.grid),
             "data": config["data"],
             "metrics": metrics,
-            # which files trained it: `evaluate` scores only the others and fits its baselines on these
-            "split": json.loads((run / "split.json").read_text()),
+            # which files trained it, validated it and test it: `evaluate` fits its baselines on
+            # "train" and scores the others ("held_out" = "validation", for older readers)
+            "split": run.read_split(),
             "quantization": "int8-dynamic" if int8 else "none",
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

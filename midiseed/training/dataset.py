@@ -1,8 +1,8 @@
-"""Pieces of notes -> one flat token array and the windows a model trains on.
+"""Pieces of notes -> events -> tokens, in memory: for evaluation and small tools.
 
-The seed project materialised a (windows x seq_len) matrix; here a window is only its start
-offset into one flat int32 array, and a batch is sliced out when it is asked for, so memory is
-O(total tokens) whatever seq_len is.
+Training does not use this: it reads the token store's memmaps and transposes each window on the
+fly (`windows`). This is the event-level path the store's tokens must agree with (the tests pin
+that transposing the events and encoding them equals transposing the tokens).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midiseed.errors import BadValue
 from midiseed.runtime.codec import Codec, Event, Grid, notes_to_events
+from midiseed.training.windows import transposition_bounds
 
 
 @dataclass
@@ -22,15 +22,6 @@ class TokenSet:
 
     tokens: np.ndarray  # int32
     offsets: np.ndarray  # int64, len = pieces + 1
-
-    def window_starts(self, seq_len: int, stride: int) -> np.ndarray:
-        """Start of every window of seq_len + 1 tokens (input + shifted target) inside one piece."""
-        starts = [
-            np.arange(a, b - seq_len, stride, dtype=np.int64)
-            for a, b in zip(self.offsets[:-1], self.offsets[1:])
-            if b - a > seq_len
-        ]
-        return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
 
     @property
     def pieces(self) -> list[np.ndarray]:
@@ -62,20 +53,5 @@ def encode_pieces(codec: Codec, pieces: Sequence[Sequence[Event]]) -> TokenSet:
 
 def transposition_range(spec: str) -> list[int]:
     """'-5..6' -> [-5, ..., 6]; '0' -> [0]."""
-    try:
-        if ".." in spec:
-            lo, hi = (int(x) for x in spec.split(".."))
-        else:
-            lo = hi = int(spec)
-    except ValueError as err:
-        raise BadValue(f"transpose must look like -5..6 or 0, got {spec!r}") from err
-    if lo > hi or lo < -24 or hi > 24:
-        raise BadValue(f"transpose range must lie within -24..24 and be ordered, got {spec!r}")
+    lo, hi = transposition_bounds(spec)
     return list(range(lo, hi + 1))
-
-
-def batch(tokens: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and next-token targets for the windows starting at `starts`."""
-    idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
-    win = tokens[idx]
-    return win[:, :-1], win[:, 1:]

@@ -10,8 +10,9 @@ held constant), so repeating grows less likely the more it has happened. Here th
 the music that led to the stretch in its piece, as a loop begins in generation, and the windows
 are mixed with ordinary ones trained by cross-entropy.
 
-Targets travel packed as (B, T, 2) integers: the next token, and what to train at that position:
-`MLE` (cross-entropy), `IGNORE`, or the index of the same position one copy earlier (DITTO).
+The windows' targets are packed (`losses.pack`): the next token, and `IGNORE`, or the index of
+the same position one copy earlier (DITTO); `losses.LoopLoss` trains them. The stretches come from
+the files of the token store (`windows.Pieces`), read one file at a time.
 """
 
 from __future__ import annotations
@@ -20,23 +21,12 @@ import logging
 
 import numpy as np
 
+from midiseed.training.losses import IGNORE
+from midiseed.training.windows import Pieces
+
 log = logging.getLogger(__name__)
 
-MLE = -1
-IGNORE = -2
 MAX_LOOP_EVENTS = 8  # a loop's longest period in events, here and in `midiseed evaluate`
-
-
-def event_ends(tokens: np.ndarray, offsets: np.ndarray, first_duration: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index of every event's closing duration token, and the piece each belongs to."""
-    ends = np.flatnonzero(tokens >= first_duration)
-    return ends, np.searchsorted(offsets, ends, side="right") - 1
-
-
-def pack(targets: np.ndarray, what: np.ndarray | None = None) -> np.ndarray:
-    """(B, T) next tokens (+ what to train at each) -> (B, T, 2); plain cross-entropy by default."""
-    what = np.full(targets.shape, MLE, dtype=np.int32) if what is None else what
-    return np.stack([targets.astype(np.int32), what.astype(np.int32)], axis=-1)
 
 
 def _window(
@@ -54,41 +44,47 @@ def _window(
     return window[:-1], np.stack([window[1:], what], axis=-1)
 
 
+def pick_pieces(pieces: Pieces, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` file indices, each file as likely as its share of the tokens."""
+    cum = np.cumsum(pieces.length)
+    return np.searchsorted(cum, rng.integers(0, cum[-1], size=count), side="right")
+
+
 def repeated_windows(
-    tokens: np.ndarray,
-    ends: np.ndarray,
-    piece_of: np.ndarray,
-    starts: np.ndarray,
+    pieces: Pieces,
     count: int,
     seq_len: int,
     rng: np.random.Generator,
     first_duration: int,
     max_events: int = MAX_LOOP_EVENTS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`count` windows, each the music of one piece up to a stretch of 1..max_events events, then
+    """`count` windows, each the music of one file up to a stretch of 1..max_events events, then
     that stretch repeated to fill seq_len + 1 tokens: the way a greedy loop begins, after real
-    music. `starts` are the pieces' first token indices. Returns inputs (count, seq_len) and packed
-    targets (count, seq_len, 2): DITTO from the second copy on, nothing trained before it.
+    music. Returns inputs (count, seq_len) and packed targets (count, seq_len, 2): DITTO from the
+    second copy on, nothing trained before it.
 
     A held pitch in the stretch's first event that the last event does not sound is written as
     struck, so every copy is the same valid spelling and the copies join like real music.
     """
     x = np.zeros((count, seq_len), dtype=np.int32)
     y = np.zeros((count, seq_len, 2), dtype=np.int32)
-    n = len(ends)
     for row in range(count):
-        for _ in range(100):  # a stretch inside one piece; almost always the first try
+        for _ in range(100):  # a file with more than a stretch of events; almost always the first
+            tokens = pieces.tokens(int(pick_pieces(pieces, 1, rng)[0]))
+            ends = np.flatnonzero(tokens >= first_duration)
             k = int(rng.integers(1, max_events + 1))
-            j = int(rng.integers(0, max(1, n - k)))  # events j+1..j+k, closed by ends[j+1..j+k]
-            if j + k < n and piece_of[j] == piece_of[j + k]:
+            if len(ends) > k:
                 break
+        else:
+            raise ValueError(f"no file has more than {max_events} events to repeat")
+        j = int(rng.integers(0, len(ends) - k))  # events j+1..j+k, closed by ends[j+1..j+k]
         begin = ends[j] + 1
         seg = tokens[begin : ends[j + k] + 1].copy()
         last = {int(tok) % 128 for tok in seg[ends[j + k - 1] + 1 - begin : -1]}
         for i in range(ends[j + 1] - begin):  # the first event's pitches
             if 128 <= seg[i] < first_duration and int(seg[i]) - 128 not in last:
                 seg[i] -= 128
-        x[row], y[row] = _window(tokens[starts[piece_of[j + k]] : begin], seg, seq_len, rng)
+        x[row], y[row] = _window(tokens[:begin], seg, seq_len, rng)
     return x, y
 
 
@@ -160,8 +156,27 @@ def own_windows(
     return x, y
 
 
+def primers(
+    pieces: Pieces, count: int, length: int, rng: np.random.Generator, first_duration: int
+) -> np.ndarray:
+    """`count` stretches of `length` tokens of the music, each beginning at an event's first token."""
+    out = np.zeros((count, length), dtype=np.int32)
+    for row in range(count):
+        for _ in range(100):
+            tokens = pieces.tokens(int(pick_pieces(pieces, 1, rng)[0]))
+            firsts = np.flatnonzero(tokens[:-1] >= first_duration) + 1
+            firsts = firsts[firsts + length <= len(tokens)]
+            if len(firsts):
+                break
+        else:
+            raise ValueError(f"no file is long enough for a primer of {length} tokens")
+        at = int(firsts[rng.integers(0, len(firsts))])
+        out[row] = tokens[at : at + length]
+    return out
+
+
 def loop_finder(
-    dataset,
+    source,
     cfg,
     codec,
     seed: int,
@@ -171,22 +186,23 @@ def loop_finder(
     primer_len: int = 64,
 ):
     """A Keras callback that, every `every` batches, continues `rollouts` stretches of the training
-    music greedily with the weights as they are and gives the loops found to `dataset.own`
-    (the anti-loop windows then come half from those, half from repeated stretches of the music)."""
+    music (`source.pieces`) greedily with the weights as they are and gives the loops found to
+    `source.own` (the anti-loop windows then come half from those, half from repeated stretches of
+    the music)."""
     import keras
 
     from midiseed.training.model import build_model, copy_weights
 
-    tokens, offsets = dataset.tokens, dataset.offsets
-    ends, piece_of = event_ends(tokens, offsets, codec.duration(1))
-    firsts = ends[:-1] + 1  # each event's first token, with enough of its piece left for a primer
-    firsts = firsts[firsts + primer_len <= offsets[piece_of[1:] + 1]]
     step_model = build_model(cfg, stateful=True)
 
     class LoopFinder(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.rates: list[float] = []
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
 
         def on_epoch_end(self, epoch, logs=None):
             if logs is not None and self.rates:  # before RunKeeper: the history records it
@@ -197,67 +213,18 @@ def loop_finder(
             if batch % every:
                 return
             copy_weights(self.model, step_model)
-            rng = np.random.default_rng((seed, dataset.epoch, batch))
-            at = rng.choice(firsts, size=min(rollouts, len(firsts)), replace=False)
-            primers = tokens[at[:, None] + np.arange(primer_len)[None, :]]
+            rng = np.random.default_rng((seed, self.epoch, batch))
+            starts = primers(source.pieces, rollouts, primer_len, rng, codec.duration(1))
             length = (8 if max_events <= MAX_LOOP_EVENTS else 12) * primer_len  # room for 3 long copies
-            found = own_loops(step_model, codec, primers, length, max_events)
+            found = own_loops(step_model, codec, starts, length, max_events)
             # a window must hold more than one copy for DITTO to have anything to train
-            dataset.own = [(m, st) for m, st in found if len(st) <= cfg.seq_len - 16]
-            self.rates.append(len(found) / len(primers))
+            source.own = [(m, st) for m, st in found if len(st) <= cfg.seq_len - 16]
+            self.rates.append(len(found) / len(starts))
             log.info(
                 "greedy loops in %d of %d continuations (%d short enough to train on)",
                 len(found),
-                len(primers),
-                len(dataset.own),
+                len(starts),
+                len(source.own),
             )
 
     return LoopFinder()
-
-
-def _register():
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="midiseed")
-    class LoopLoss(keras.losses.Loss):
-        """Cross-entropy where the packed targets say MLE, DITTO where they point one copy back."""
-
-        def __init__(self, lam: float = 0.5, name: str = "loop_loss", **kwargs) -> None:
-            super().__init__(name=name, **kwargs)
-            self.lam = lam
-
-        def call(self, y_true, y_pred):
-            target = ops.cast(y_true[..., 0], "int32")
-            what = ops.cast(y_true[..., 1], "int32")
-            logp = ops.log_softmax(y_pred, axis=-1)
-            lp = ops.squeeze(ops.take_along_axis(logp, target[..., None], axis=-1), -1)
-            p = ops.exp(lp)
-            before = ops.stop_gradient(ops.take_along_axis(p, ops.maximum(what, 0), axis=1))
-            ditto = -ops.log(ops.maximum(1.0 - ops.abs(p - self.lam * before), 1e-6))
-            return ops.where(what == MLE, -lp, ops.where(what >= 0, ditto, ops.zeros_like(lp)))
-
-        def get_config(self) -> dict:
-            return {**super().get_config(), "lam": self.lam}
-
-    @keras.saving.register_keras_serializable(package="midiseed")
-    def accuracy(y_true, y_pred):
-        """Top-1 accuracy over the positions trained by cross-entropy."""
-        target = ops.cast(y_true[..., 0], "int32")
-        mask = ops.cast(ops.equal(ops.cast(y_true[..., 1], "int32"), MLE), "float32")
-        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), target), "float32")
-        return ops.sum(hit * mask) / ops.maximum(ops.sum(mask), 1.0)
-
-    return LoopLoss, accuracy
-
-
-_objects: tuple | None = None
-
-
-def loss_and_metric(lam: float = 0.5):
-    """(loss, accuracy metric) for packed targets; registered so saved runs load again."""
-    global _objects
-    if _objects is None:
-        _objects = _register()
-    loss_cls, accuracy = _objects
-    return loss_cls(lam), accuracy
