@@ -230,3 +230,29 @@ def test_read_notes_keeps_steps_inside_int32_for_absurd_tick_counts(tmp_path):
     notes = read_notes(tmp_path / "far.mid")
     assert notes.dtype == np.int32 and (notes >= 0).all()
     assert notes[:, 2].max() == np.iinfo(np.int32).max  # clipped, never wrapped negative
+
+
+def _megabyte_reader(job):
+    """A result of 1 MB a file (module-level, so spawned workers import it by name)."""
+    return job[0], np.full(500_000, 7, dtype=np.uint16), ""
+
+
+def test_run_jobs_holds_no_results_it_has_handed_out(tmp_path):
+    import gc
+    import tracemalloc
+
+    from midiseed.training.corpus import run_jobs
+
+    jobs = [(str(tmp_path / f"f{i:03d}.mid"), None) for i in range(80)]  # 80 MB of results in all
+    tracemalloc.start()
+    try:
+        got = 0
+        for _, (result, _) in run_jobs(jobs, tmp_path, 2, 30.0, _megabyte_reader):
+            got += int(result[0] == 7)
+            del result
+            gc.collect()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == 80
+    assert peak < 40e6  # a few chunks in flight, never all 80 MB (Lakh's would be 4.7 GB)

@@ -285,7 +285,7 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
                 if c not in closed:
                     running[c] = (i, started)
             for fut in done:
-                c = futures[fut]
+                c = futures.pop(fut)  # and the future with it: it holds its chunk's results
                 try:
                     results = fut.result()
                 except BrokenProcessPool:
