@@ -284,18 +284,19 @@ def _pool_pass(jobs: list, todo: list[int], root: Path, workers: int, file_timeo
                 c, i, started = progress.get()
                 if c not in closed:
                     running[c] = (i, started)
-            for fut in done:
-                c = futures.pop(fut)  # and the future with it: it holds its chunk's results
+            while done:  # each future and its results let go once handed out (Lakh: 4.7 GB of tokens)
+                fut = done.pop()
+                c = futures.pop(fut)
                 try:
                     results = fut.result()
                 except BrokenProcessPool:
-                    # not closed: its running file is a suspect (not every file of the pass)
-                    broken = True
+                    broken = True  # not closed: its running file is a suspect (not every file)
                     continue
                 closed.add(c)
                 running.pop(c, None)
                 submit(1)
-                for i, path, notes, reason in results:
+                while results:
+                    i, path, notes, reason = results.pop(0)
                     finished.add(i)
                     yield str(Path(path).relative_to(root)), (notes, reason)
             now = time.monotonic()
