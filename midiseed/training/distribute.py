@@ -152,15 +152,24 @@ def worker_dataset(cluster: Cluster, batch: Callable[[int], tuple], first: int, 
 
 
 def prepare_model(cluster: Cluster, model, example: tuple[np.ndarray, np.ndarray]) -> None:
-    """Two work-arounds Keras 3 (3.15, TF 2.21) needs for fit() under MultiWorkerMirroredStrategy
-    (keras-team/keras#20585, tensorflow/tensorflow#72388), applied to this model object only:
+    """Make a model ready for fit() under MultiWorkerMirroredStrategy: synchronised batch norm, and
+    two work-arounds Keras 3 (3.15, TF 2.21) needs there (keras-team/keras#20585,
+    tensorflow/tensorflow#72388), applied to this model object only:
     - fit() first builds the model from a MEAN-reduce of the first distributed batch, which fails
       for an (x, y) pair: build it from a local batch of the same shapes instead;
     - it then MEAN-reduces each step's scalar metrics along axis 0, which scalars lack: give them
       that axis (shape (1,)); the reduced figures are the same on every worker."""
     if not cluster.multi_worker:
         return
+    import keras
     from keras import ops
+
+    for layer in model.layers:
+        # batch statistics over the whole global batch, so every worker keeps the same moving
+        # mean and variance (as one machine would with that batch); saved in the model's config,
+        # which TensorFlow (export's backend) loads
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
 
     build = model._maybe_symbolic_build
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=example)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -159,6 +160,10 @@ def prepare(opts: TrainOptions, cluster: distribute.Cluster) -> Prepared:
         train_pieces = train_pieces.subset(
             distribute.worker_share(shards, tokens.shard_count, cluster.workers, cluster.index)
         )
+        log.info(
+            "worker %d reads %d of %d training files", cluster.index, len(train_pieces), len(split.train)
+        )
+        log.debug("worker %d reads %s", cluster.index, json.dumps(train_pieces.names))
     shifts = transposition_bounds(opts.transpose)
     train_windows = Windows(train_pieces, cfg.seq_len, stride, batch, opts.seed, True, shifts)
     held = {  # validation and test: in order, untransposed, half-overlapping, at most val_windows
