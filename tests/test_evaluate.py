@@ -280,6 +280,9 @@ def test_register_shift_and_loops_of_an_answer():
     summary = summarise([row, compare(seed, seed)])
     assert summary["seeds"] == 2 and summary["shift_size"] == pytest.approx(6.0)
     assert summary["in_key"] == 1.0
+    # loop shares only from the answers of full length when those are given
+    only_clean = summarise([row, compare(seed, seed)], [compare(seed, seed)])
+    assert only_clean["loop_8"] == 0.0 and only_clean["loop_seeds"] == 1 and only_clean["seeds"] == 2
 
 
 def test_choose_split_prefers_test_offers_validation_and_falls_back_to_not_in_train():

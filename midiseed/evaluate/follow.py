@@ -14,8 +14,9 @@ for `answer_len` (64) events, and the answer is compared with the seed on:
 
 Factors, in-key share and shift are medians over the seeds of a collection; loop shares are means,
 because most pieces loop not at all and a median would hide the ones that do. The `data` row compares
-each seed with the piece's own next `answer_len` events: how far real music "follows" by these
-measures, and its own loop share.
+each seed with the piece's own next events (up to `answer_len`; its loop shares only from pieces
+that go on for the full `answer_len`): how far real music "follows" by these measures, and its own
+loop share.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ ANSWER_EVENTS = 64
 LOOP_PERIODS = (8, 32)
 # the model alone, and the model as `generate` and the daemon serve it (following the seed)
 STEERINGS: dict[str, Steering | None] = {"model": Steering(), "served": None}
-MEASURES = ("texture", "rhythm", "in_key", "shift")
+MIN_CONTINUATION = 16  # events of a piece's own continuation for its `data` row
 
 
 def onsets(events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,20 +97,22 @@ def compare(seed: Sequence[Event], answer: Sequence[Event]) -> dict:
     return row
 
 
-def summarise(rows: Sequence[dict]) -> dict:
-    """Medians of the factors, in-key share and shift; means of the loop shares (module docstring)."""
+def summarise(rows: Sequence[dict], loop_rows: Sequence[dict] | None = None) -> dict:
+    """Medians of the factors, in-key share and shift; means of the loop shares (module docstring),
+    taken over `loop_rows` when given (answers of the full length only: a shorter one loops less)."""
+    loop_rows = rows if loop_rows is None else loop_rows
 
     def median(key: str, fn=lambda x: x) -> float | None:
         values = [fn(r[key]) for r in rows if r[key] is not None]
         return float(np.median(values)) if values else None
 
-    out: dict = {"seeds": len(rows)}
+    out: dict = {"seeds": len(rows), "loop_seeds": len(loop_rows)}
     for key in ("texture", "texture_answer_over_seed", "rhythm", "rhythm_answer_over_seed", "in_key"):
         out[key] = median(key)
     out["shift_size"] = median("shift", abs)
     out["shift"] = median("shift")
     for p in LOOP_PERIODS:
-        out[f"loop_{p}"] = float(np.mean([r[f"loop_{p}"] for r in rows])) if rows else None
+        out[f"loop_{p}"] = float(np.mean([r[f"loop_{p}"] for r in loop_rows])) if loop_rows else None
     return out
 
 
@@ -146,8 +149,12 @@ def follow_table(
                 gen.prime(piece[:seed_len])
                 rows.append(compare(piece[:seed_len], gen.generate(answer_len)))
             entry[name] = summarise(rows)
-        whole = [p for p in usable if len(p) >= seed_len + answer_len]
-        entry["data"] = summarise([compare(p[:seed_len], p[seed_len : seed_len + answer_len]) for p in whole])
+        # the data's own continuation: any of at least MIN_CONTINUATION events for the medians (many
+        # folk tunes end before seed + answer), the full answer length only for the loop shares
+        own = [p for p in usable if len(p) >= seed_len + MIN_CONTINUATION]
+        rows = [compare(p[:seed_len], p[seed_len : seed_len + answer_len]) for p in own]
+        whole = [r for r, p in zip(rows, own) if len(p) >= seed_len + answer_len]
+        entry["data"] = summarise(rows, whole)
         table[collection] = entry
     return table
 
@@ -163,8 +170,8 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
         " voices and register (the default), `data` = the pieces' own next events.",
         "",
         f"| collection | source | seeds | texture × | rhythm × | in key | shift (st) | loops ≤ {p1}"
-        f" | loops ≤ {p2} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f" | loops ≤ {p2} | loop seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for collection, entry in table.items():
         for source, row in entry.items():
@@ -178,6 +185,7 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
                 _fmt(row["shift_size"], ".1f"),
                 _fmt(row[f"loop_{p1}"], ".0%"),
                 _fmt(row[f"loop_{p2}"], ".0%"),
+                str(row["loop_seeds"]),
             ]
             lines.append(f"| {collection or '(top)'} | {source} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
