@@ -333,3 +333,15 @@ def test_follow_table_per_collection_from_a_folder_of_two_collections(tiny_onnx,
             f"| {coll} | model |" in text and f"| {coll} | served |" in text and f"| {coll} | data |" in text
         )
     assert "| folk |" not in format_follow({})
+
+
+def test_evaluate_command_refuses_an_unknown_split_and_one_the_model_lacks(tiny_onnx, midi_folder):
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+
+    args = ["evaluate", "--model", str(tiny_onnx[0]), "--data", str(midi_folder)]
+    result = CliRunner().invoke(app, [*args, "--split", "train"])
+    assert result.exit_code == 2 and "test, validation or held-out" in result.output
+    shipped = CliRunner().invoke(app, ["evaluate", "--data", str(midi_folder), "--split", "validation"])
+    assert shipped.exit_code == 2 and "no 'validation' split" in shipped.output
