@@ -149,6 +149,48 @@ def prepare(opts: TrainOptions, cluster: distribute.Cluster) -> Prepared:
     if opts.init:
         check_init(Path(opts.init), cfg, codec, split)
 
+    train_windows, held, total_windows = make_windows(opts, cluster, tokens, split, cfg)
+    per_replica = max(1, opts.batch_size // cluster.replicas)
+    steps = opts.steps_per_epoch or max(1, -(-total_windows // (per_replica * cluster.replicas)))
+    summary = data_summary(opts, tokens, split, total_windows, steps)
+    log.info(
+        "data: %d files (%d skipped): %d train, %d validation, %d test; %d windows, %d steps an epoch",
+        len(tokens.files),
+        len(tokens.skipped),
+        len(split.train),
+        len(split.validation),
+        len(split.test),
+        total_windows,
+        steps,
+    )
+    run.create()
+    run.write_codec(codec)
+    run.write_split(split.to_json())
+    run.write_config(
+        {
+            "options": asdict(opts),
+            "preset": opts.preset,
+            "model": cfg.to_dict(),
+            "data": summary,
+            "backend": _backend(),
+        }
+    )
+    return Prepared(
+        run, state, codec, cfg, split, train_windows, held["validation"], held.get("test"), steps, summary
+    )
+
+
+def _backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def make_windows(
+    opts: TrainOptions, cluster: distribute.Cluster, tokens: store.TokenStore, split: Split, cfg: ModelConfig
+) -> tuple[Windows, dict[str, Windows], int]:
+    """(this worker's training windows, validation and test windows, training windows of all
+    workers). DataError when a side has no window (every file shorter than one)."""
     per_replica = max(1, opts.batch_size // cluster.replicas)
     # one replica's batch under multi-worker training (each worker feeds its own); else the whole batch
     batch = per_replica if cluster.multi_worker else per_replica * cluster.replicas
@@ -185,39 +227,7 @@ def prepare(opts: TrainOptions, cluster: distribute.Cluster) -> Prepared:
                 f"seq_len {cfg.seq_len} is longer than every {side} piece (longest has {longest} tokens); "
                 "use a smaller --seq-len"
             )
-    steps = opts.steps_per_epoch or max(1, -(-total_windows // (per_replica * cluster.replicas)))
-    summary = data_summary(opts, tokens, split, total_windows, steps)
-    log.info(
-        "data: %d files (%d skipped): %d train, %d validation, %d test; %d windows, %d steps an epoch",
-        len(tokens.files),
-        len(tokens.skipped),
-        len(split.train),
-        len(split.validation),
-        len(split.test),
-        total_windows,
-        steps,
-    )
-    run.create()
-    run.write_codec(codec)
-    run.write_split(split.to_json())
-    run.write_config(
-        {
-            "options": asdict(opts),
-            "preset": opts.preset,
-            "model": cfg.to_dict(),
-            "data": summary,
-            "backend": _backend(),
-        }
-    )
-    return Prepared(
-        run, state, codec, cfg, split, train_windows, held["validation"], held.get("test"), steps, summary
-    )
-
-
-def _backend() -> str:
-    import keras
-
-    return keras.backend.backend()
+    return train_windows, held, total_windows
 
 
 def data_summary(
