@@ -107,7 +107,6 @@ def collections() -> dict[str, int]:
 
 
 def plan(
-    out: Path,
     names: list[str] | None = None,
     composer: str | None = None,
     limit: int | None = None,
@@ -171,7 +170,7 @@ def export_music21(
     `names` None and `composer` set: that composer's pieces, flat in `out`; otherwise one folder a
     collection, optionally filtered by `composer`. `limit` caps the pieces per collection."""
     t0 = time.perf_counter()
-    jobs, chosen = plan(out, names, composer, limit)
+    jobs, chosen = plan(names, composer, limit)
     out.mkdir(parents=True, exist_ok=True)
     failed_path = out / FAILED_NAME
     failed_before: dict[str, str] = json.loads(failed_path.read_text()) if failed_path.exists() else {}
