@@ -11,6 +11,8 @@
     workers/<i>/     under multi-worker training, worker i's own run directory (i > 0)
 
 Every write that a crash could leave half done goes to a temporary name first, then is renamed.
+`RunState` is state.json; `RunKeeper` is the Keras callback that writes the state, the history and
+the checkpoints after every epoch, and stops the run early.
 """
 
 from __future__ import annotations
