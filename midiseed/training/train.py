@@ -269,7 +269,9 @@ def build(prep: Prepared, opts: TrainOptions, cluster: distribute.Cluster):
 
     keras.utils.set_random_seed(opts.seed + prep.state.epoch)
     loss_fn, accuracy = loss_and_metric()  # registers them, so checkpoints load
-    batches = feed.TrainBatches(prep.train, opts.anti_loop, prep.codec.duration(1), cluster.replicas)
+    # each worker's batches are one replica's under multi-worker training; else split over replicas
+    split_over = 1 if cluster.multi_worker else cluster.replicas
+    batches = feed.TrainBatches(prep.train, opts.anti_loop, prep.codec.duration(1), split_over)
     with cluster.scope():
         if prep.state.epoch > 0:
             model = keras.models.load_model(prep.run.checkpoint("last"))
