@@ -106,6 +106,13 @@ def test_windows_never_cross_files_and_each_pass_visits_every_window_once():
         assert x.shape == (7, 32) and y.shape == (7, 32, 2)
         assert (x == x[:, :1]).all() and (y[..., 0] == x[:, :1]).all()  # one file a window
         assert (y[..., 1] == -1).all()
+    # files in two shards (as a store keeps them): each window is read from its own file's shard
+    shards = [np.concatenate([np.full(40, 300), np.full(50, 301)]), np.full(60, 302)]
+    two = Pieces(
+        shards.__getitem__, np.array([0, 0, 1]), np.array([0, 40, 0]), np.array([40, 50, 60]), list("abc")
+    )
+    rows = Windows(two, seq_len=32, stride=1, batch_size=64, shuffle=False).tokens(np.arange(8 + 18 + 28))
+    assert [int(r[0]) for r in rows] == [300] * 8 + [301] * 18 + [302] * 28 and (rows == rows[:, :1]).all()
     for n in (1, 2, 5, 1000, 4097):
         assert sorted(permute(np.arange(n), n, (0, 1))) == list(range(n))
     assert list(permute(np.arange(100), 100, (0, 1))) != list(permute(np.arange(100), 100, (0, 2)))
