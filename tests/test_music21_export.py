@@ -54,10 +54,15 @@ def test_a_piece_over_the_time_limit_is_skipped_recorded_and_retried_only_under_
     assert longer.written == 2 and not longer.failed
 
 
-def test_limit_caps_pieces_per_collection(tmp_path):
+def test_limit_caps_pieces_per_collection_and_one_works_voices_make_one_piece(tmp_path):
     report = export_music21(tmp_path, None, names=["nottingham-dataset", "josquin"], limit=1, workers=1)
     assert report.written == 2
     assert sorted(p.parent.name for p in tmp_path.rglob("*.mid")) == ["josquin", "nottingham-dataset"]
+    # josquin's ABC files give each voice an X: of its own, under one title: one piece, voices as tracks
+    (josquin,) = (tmp_path / "josquin").glob("*.mid")
+    assert josquin.name == "4vPerIlludAveProlatum.mid"
+    voiced = [t for t in mido.MidiFile(josquin).tracks if any(m.type == "note_on" for m in t)]
+    assert len(voiced) == 2
 
 
 def test_an_unknown_collection_is_exit_2_with_one_line_naming_the_real_ones(tmp_path):

@@ -6,7 +6,9 @@ written to ``OUT/<name>/``, so the token store labels its files with that name. 
 lists them with their source-file counts; what this music21 ships is the truth, not a fixed list.
 
 What a *piece* is: one score. An ABC file holds many tunes (an ``X:`` reference number each), and
-each tune is one piece: ``OUT/essenFolksong/altdeu10-12.mid`` is tune X:12 of ``altdeu10.abc``.
+each tune is one piece: ``OUT/essenFolksong/altdeu10-12.mid`` is tune X:12 of ``altdeu10.abc``;
+but an ABC file whose tunes all have one title holds the voices of one piece (josquin), merged
+into one score (music21's `Opus.mergeScores`).
 A score file that music21 reads as an Opus gives ``<stem>-<n>.mid`` for its n-th score. Roman-
 numeral analyses (``.rntxt``: bach, monteverdi) are left out: they are harmonic reductions of
 scores that are exported anyway, not music as played.
@@ -47,6 +49,7 @@ FAILED_NAME = "music21_failed.json"
 PIECE_SECONDS = 60.0  # one piece's limit: a few scores make music21 think for minutes
 _REF = re.compile(r"^X:\s*(\d+)", re.MULTILINE)
 _SLOW = re.compile(r"took over ([\d.]+) s")
+_TITLE = re.compile(r"^T:(.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -149,11 +152,20 @@ def plan(
         if p.suffix.lower() == ".abc":
             text = p.read_text(encoding="latin-1")
             found = list(dict.fromkeys(int(m) for m in _REF.findall(text)))
-            refs = tuple(found[:room] if room is not None else found)
+            if not _voices_of_one_piece(text):  # those are read whole, as one score (below)
+                refs = tuple(found[:room] if room is not None else found)
         jobs.append(Job(str(p), stem, refs))
         pieces[key] = pieces.get(key, 0) + max(len(refs), 1)
         chosen[coll] = chosen.get(coll, 0) + 1
     return jobs, chosen
+
+
+def _voices_of_one_piece(abc_text: str) -> bool:
+    """Whether the tunes of an ABC file are the voices of one piece: several X: blocks that all carry
+    the same first title (josquin's chansons give each voice an X: of its own)."""
+    blocks = re.split(r"^X:", abc_text, flags=re.MULTILINE)[1:]
+    titles = [m.group(1).strip() if (m := _TITLE.search(b)) else None for b in blocks]
+    return len(titles) > 1 and None not in titles and len(set(titles)) == 1
 
 
 def export_music21(
@@ -276,6 +288,8 @@ def _export_job(job: Job, out: str, piece_seconds: float) -> tuple[int, dict[str
         with _time_limit(piece_seconds):
             parsed = converter.parse(job.src)
             scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+            if len(scores) > 1 and len({sc.metadata.title if sc.metadata else None for sc in scores}) == 1:
+                scores = [parsed.mergeScores()]  # one work's voices, each a score of its own
             for i, score in enumerate(scores, 1):
                 name = f"{job.stem}.mid" if len(scores) == 1 else f"{job.stem}-{i}.mid"
                 _write(score, Path(out) / name)
