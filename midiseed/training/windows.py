@@ -1,8 +1,9 @@
 """Training windows sliced from the token store's memmaps, transposed on the fly.
 
 Nothing here copies the corpus: `Pieces` is a table of (shard, offset, length) per file, a window
-is a number, and a batch reads only its own B x (seq_len + 1) tokens from the shards. Memory is
-O(files) for the table, whatever the number of tokens (the OS page cache aside).
+is a number, and a batch reads only its own B x (seq_len + 1) tokens from the shard files
+(`ShardFile`). Memory is O(files) for the table, whatever the number of tokens (the OS page
+cache aside).
 
 - Window w of the corpus is found by a binary search over the files' cumulative window counts;
   windows never cross a file's end.
@@ -16,8 +17,10 @@ O(files) for the table, whatever the number of tokens (the OS page cache aside).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -27,11 +30,42 @@ from midiseed.training.losses import pack
 PITCH_IDS = 256  # ids 0..127 strike pitch p, 128..255 hold it: a shift by k adds k to both
 
 
+class ShardFile:
+    """One shard file of the store, read with pread: a window's tokens are copied into this
+    process, and the shard's pages stay in the OS page cache. (Slicing the store's memmap works
+    too, but every page it touches stays mapped, and with the kernel mapping the cached pages
+    around each fault, the process's RSS grows to the whole store's size.)"""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    def rows(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """(len(starts), length) uint16 tokens, row r from token starts[r] on."""
+        out = np.empty((len(starts), length), dtype="<u2")
+        for row, start in zip(out, starts.tolist()):
+            if os.preadv(self.fd, [row], 2 * start) != 2 * length:
+                raise OSError(f"{self.path} ends before token {start + length}")
+        return out
+
+
+def rows(shard, starts: np.ndarray, length: int) -> np.ndarray:
+    """(len(starts), length) int32 tokens of a shard (a `ShardFile`, or an array in memory)."""
+    if isinstance(shard, ShardFile):
+        return shard.rows(starts, length).astype(np.int32)
+    return np.asarray(shard[starts[:, None] + np.arange(length)[None, :]], dtype=np.int32)
+
+
 @dataclass
 class Pieces:
     """Token arrays of some files, read on demand from their shards."""
 
-    shard_of: Callable[[int], np.ndarray]  # shard number -> its tokens (a memmap, or an array)
+    shard_of: Callable[[int], object]  # shard number -> a `ShardFile`, or its tokens as an array
     shard: np.ndarray  # int32, per file
     offset: np.ndarray  # int64, per file: first token in its shard
     length: np.ndarray  # int64, per file: number of tokens
@@ -42,8 +76,7 @@ class Pieces:
 
     def tokens(self, i: int) -> np.ndarray:
         """File i's tokens as int32 (a copy of that one file)."""
-        a = int(self.offset[i])
-        return np.asarray(self.shard_of(int(self.shard[i]))[a : a + int(self.length[i])], dtype=np.int32)
+        return rows(self.shard_of(int(self.shard[i])), self.offset[i : i + 1], int(self.length[i]))[0]
 
     @property
     def total_tokens(self) -> int:
@@ -64,7 +97,7 @@ class Pieces:
         """The files of a `TokenStore` (all, or those named, in the store's order)."""
         files = store.files if names is None else _named(store.files, names)
         return cls(
-            store.shard,
+            _shard_files(store),
             np.array([f.shard for f in files], dtype=np.int32),
             np.array([f.offset for f in files], dtype=np.int64),
             np.array([f.tokens for f in files], dtype=np.int64),
@@ -79,6 +112,20 @@ class Pieces:
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         names = list(names) if names is not None else [f"piece{i}" for i in range(len(arrays))]
         return cls(lambda _: flat, np.zeros(len(arrays), dtype=np.int32), offsets, lengths, names)
+
+
+def _shard_files(store) -> Callable[[int], ShardFile]:
+    """Shard number -> that shard of the store as a `ShardFile`, each opened once."""
+    from midiseed.training.store import shard_name
+
+    opened: dict[int, ShardFile] = {}
+
+    def shard_of(i: int) -> ShardFile:
+        if i not in opened:
+            opened[i] = ShardFile(Path(store.root) / shard_name(store.shard_ids[i]))
+        return opened[i]
+
+    return shard_of
 
 
 def _named(files, names: Sequence[str]):
@@ -198,12 +245,11 @@ class Windows:
     def tokens(self, w: np.ndarray) -> np.ndarray:
         """(len(w), seq_len + 1) int32 token ids of windows w, read from the shards."""
         piece, start = self.locate(w)
-        idx = start[:, None] + np.arange(self.seq_len + 1)[None, :]
-        out = np.empty(idx.shape, dtype=np.int32)
+        out = np.empty((len(start), self.seq_len + 1), dtype=np.int32)
         shard = self.pieces.shard[piece]
         for s in np.unique(shard):
-            rows = shard == s
-            out[rows] = self.pieces.shard_of(int(s))[idx[rows]]
+            here = shard == s
+            out[here] = rows(self.pieces.shard_of(int(s)), start[here], self.seq_len + 1)
         return out
 
     def order(self, g: int, size: int | None = None) -> np.ndarray:
