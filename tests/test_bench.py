@@ -82,14 +82,26 @@ def test_a_failing_section_is_reported_not_raised():
     assert bench.run_section("x", skipped) == {"skipped": "no jackd"}
 
 
-def test_no_model_at_all_is_a_clear_value_error(monkeypatch, tmp_path):
+def test_a_missing_model_is_a_user_error_and_a_shipped_name_is_found(monkeypatch, tmp_path):
     import midiseed.runtime.engine
+    from midiseed.errors import UserError
 
+    assert bench.resolve_model("default") == midiseed.runtime.engine.DEFAULT_MODEL.resolve()
     monkeypatch.setattr(midiseed.runtime.engine, "DEFAULT_MODEL", tmp_path / "none.onnx")
-    with pytest.raises(ValueError, match="no model to measure"):
+    with pytest.raises(UserError, match=r"none\.onnx does not exist"):
         bench.resolve_model(None)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         bench.resolve_model(tmp_path / "missing.onnx")
+
+
+def test_bench_with_a_missing_model_exits_2_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--model", str(tmp_path / "missing.onnx"), "--quick"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "missing.onnx does not exist" in result.output
 
 
 def test_format_table_shows_met_missed_and_skipped():

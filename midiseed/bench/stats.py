@@ -130,18 +130,15 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def resolve_model(model: Path | None) -> Path:
-    """The model file to measure: the one given, else the shipped default; ValueError if neither exists."""
-    from midiseed.runtime.engine import DEFAULT_MODEL
+def resolve_model(model: Path | str | None) -> Path:
+    """The model file to measure: a path, a shipped model's name, or (None) the shipped default.
+    A missing one is a ModelError (a user error: one line, exit status 2)."""
+    from midiseed.runtime.engine import ModelError, model_path
 
-    if model is not None:
-        path = Path(model)
-        if not path.is_file():
-            raise ValueError(f"model file {path} does not exist")
-        return path.resolve()
-    if DEFAULT_MODEL.is_file():
-        return DEFAULT_MODEL
-    raise ValueError(
-        f"no model to measure: the shipped default {DEFAULT_MODEL} does not exist and no model was given; "
-        "export one with `midiseed export RUN_DIR --out MODEL.onnx` and pass it with --model"
-    )
+    path = model_path(model)
+    if not path.is_file():
+        raise ModelError(
+            f"model file {path} does not exist; export one with `midiseed export RUN_DIR --out MODEL.onnx` "
+            "and pass it with --model"
+        )
+    return path.resolve()

@@ -13,9 +13,11 @@ from midiseed.cli._app import app, setup_logging, user_errors
 @app.command()
 @user_errors
 def bench(
-    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="ONNX model: a path or a shipped name (default: the shipped one).")
+    ] = None,
     data: Annotated[
-        Path | None, typer.Option(help="MIDI folder for the data figures (default: data/bach).")
+        Path | None, typer.Option(help="MIDI folder for the data figures (default: data/music21/bach).")
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer repetitions (about a minute).")] = False,
     jack: Annotated[
@@ -30,7 +32,7 @@ def bench(
 
     from midiseed.bench import format_table, run_bench
 
-    default_data = Path(__file__).resolve().parents[2] / "data" / "bach"
+    default_data = Path(__file__).resolve().parents[2] / "data" / "music21" / "bach"
     results = run_bench(
         model, quick=quick, jack=jack, data_dir=data or (default_data if default_data.is_dir() else None)
     )
