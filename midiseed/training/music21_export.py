@@ -248,12 +248,10 @@ def _pieces_left(out: Path, job: Job, failed: dict[str, str]) -> tuple[int, ...]
 
 
 def _whole_done(out: Path, job: Job, failed: dict[str, str]) -> bool:
-    """A score file (not ABC) is done when its .mid (or its opus's first) exists, or it failed before."""
-    return (
-        (out / f"{job.stem}.mid").exists()
-        or (out / f"{job.stem}-1.mid").exists()
-        or _piece_key(job, None) in failed
-    )
+    """A file read whole is done when its .mid (or, not ABC, its opus's first) exists, or it failed
+    before (an ABC file of one work's voices: only its merged .mid counts)."""
+    opus_written = not job.src.endswith(".abc") and (out / f"{job.stem}-1.mid").exists()
+    return (out / f"{job.stem}.mid").exists() or opus_written or _piece_key(job, None) in failed
 
 
 class PieceTooSlow(Exception):
