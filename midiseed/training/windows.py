@@ -18,6 +18,7 @@ cache aside).
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +40,7 @@ class ShardFile:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.fd = os.open(self.path, os.O_RDONLY)
-
-    def __del__(self) -> None:
-        fd = getattr(self, "fd", None)
-        if fd is not None:
-            os.close(fd)
+        weakref.finalize(self, os.close, self.fd)
 
     def rows(self, starts: np.ndarray, length: int) -> np.ndarray:
         """(len(starts), length) uint16 tokens, row r from token starts[r] on."""
