@@ -6,7 +6,7 @@ import mido
 from typer.testing import CliRunner
 
 from midiseed.cli import app
-from midiseed.training.music21_export import FAILED_NAME, collections, export_music21
+from midiseed.training.music21_export import FAILED_NAME, collections, export_music21, plan
 
 runner = CliRunner()
 
@@ -71,3 +71,11 @@ def test_an_unknown_collection_is_exit_2_with_one_line_naming_the_real_ones(tmp_
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
     assert "'beatles'" in lines[0] and "palestrina" in lines[0] and "essenFolksong" in lines[0]
+
+
+def test_tunes_that_share_a_title_outside_josquin_stay_tunes_of_their_own():
+    jobs, _ = plan(["essenFolksong", "josquin"])
+    by_stem = {j.stem: j for j in jobs}
+    ballad = by_stem["essenFolksong/ballad80"]  # 93 variants of one ballad, all under one title
+    assert len(ballad.refs) == 93 and not ballad.voices
+    assert by_stem["josquin/milleRegrets"].voices and not by_stem["josquin/milleRegrets"].refs

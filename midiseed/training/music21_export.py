@@ -6,9 +6,9 @@ written to ``OUT/<name>/``, so the token store labels its files with that name. 
 lists them with their source-file counts; what this music21 ships is the truth, not a fixed list.
 
 What a *piece* is: one score. An ABC file holds many tunes (an ``X:`` reference number each), and
-each tune is one piece: ``OUT/essenFolksong/altdeu10-12.mid`` is tune X:12 of ``altdeu10.abc``;
-but an ABC file whose tunes all have one title holds the voices of one piece (josquin), merged
-into one score (music21's `Opus.mergeScores`).
+each tune is one piece: ``OUT/essenFolksong/altdeu10-12.mid`` is tune X:12 of ``altdeu10.abc``.
+In josquin (`VOICE_COLLECTIONS`) each X: is one voice of a chanson: its voices are merged into one
+score (music21's `Opus.mergeScores`), one .mid a file.
 A score file that music21 reads as an Opus gives ``<stem>-<n>.mid`` for its n-th score. Roman-
 numeral analyses (``.rntxt``: bach, monteverdi) are left out: they are harmonic reductions of
 scores that are exported anyway, not music as played.
@@ -49,7 +49,10 @@ FAILED_NAME = "music21_failed.json"
 PIECE_SECONDS = 60.0  # one piece's limit: a few scores make music21 think for minutes
 _REF = re.compile(r"^X:\s*(\d+)", re.MULTILINE)
 _SLOW = re.compile(r"took over ([\d.]+) s")
-_TITLE = re.compile(r"^T:(.*)$", re.MULTILINE)
+# ABC collections whose files are each one work with a voice per X: (music21's own docs merge them
+# with `Opus.mergeScores`). Not a rule about titles: essen's ballad80.abc holds 93 variants of one
+# ballad under one title, and those are tunes of their own.
+VOICE_COLLECTIONS = {"josquin"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Job:
     src: str
     stem: str  # OUT-relative path without suffix: "bach/bwv1.6" or "essenFolksong/altdeu10"
     refs: tuple[int, ...] = ()  # ABC tune numbers to write (empty: the whole file, a score or an opus)
+    voices: bool = False  # the file's scores are the voices of one work: merge them into one
 
 
 @dataclass
@@ -149,23 +153,17 @@ def plan(
         if room is not None and room <= 0:
             continue
         refs: tuple[int, ...] = ()
+        voices = False
         if p.suffix.lower() == ".abc":
             text = p.read_text(encoding="latin-1")
             found = list(dict.fromkeys(int(m) for m in _REF.findall(text)))
-            if not _voices_of_one_piece(text):  # those are read whole, as one score (below)
+            voices = coll in VOICE_COLLECTIONS and len(found) > 1
+            if not voices:  # one work's voices are read whole, as one score
                 refs = tuple(found[:room] if room is not None else found)
-        jobs.append(Job(str(p), stem, refs))
+        jobs.append(Job(str(p), stem, refs, voices))
         pieces[key] = pieces.get(key, 0) + max(len(refs), 1)
         chosen[coll] = chosen.get(coll, 0) + 1
     return jobs, chosen
-
-
-def _voices_of_one_piece(abc_text: str) -> bool:
-    """Whether the tunes of an ABC file are the voices of one piece: several X: blocks that all carry
-    the same first title (josquin's chansons give each voice an X: of its own)."""
-    blocks = re.split(r"^X:", abc_text, flags=re.MULTILINE)[1:]
-    titles = [m.group(1).strip() if (m := _TITLE.search(b)) else None for b in blocks]
-    return len(titles) > 1 and None not in titles and len(set(titles)) == 1
 
 
 def export_music21(
@@ -249,7 +247,7 @@ def _pieces_left(out: Path, job: Job, failed: dict[str, str]) -> tuple[int, ...]
 
 def _whole_done(out: Path, job: Job, failed: dict[str, str]) -> bool:
     """A file read whole is done when its .mid (or, not ABC, its opus's first) exists, or it failed
-    before (an ABC file of one work's voices: only its merged .mid counts)."""
+    before (a josquin file: only its merged .mid counts)."""
     opus_written = not job.src.endswith(".abc") and (out / f"{job.stem}-1.mid").exists()
     return (out / f"{job.stem}.mid").exists() or opus_written or _piece_key(job, None) in failed
 
@@ -286,7 +284,7 @@ def _export_job(job: Job, out: str, piece_seconds: float) -> tuple[int, dict[str
         with _time_limit(piece_seconds):
             parsed = converter.parse(job.src)
             scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
-            if len(scores) > 1 and len({sc.metadata.title if sc.metadata else None for sc in scores}) == 1:
+            if job.voices and isinstance(parsed, stream.Opus):
                 scores = [parsed.mergeScores()]  # one work's voices, each a score of its own
             for i, score in enumerate(scores, 1):
                 name = f"{job.stem}.mid" if len(scores) == 1 else f"{job.stem}-{i}.mid"
