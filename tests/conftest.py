@@ -84,3 +84,16 @@ def tiny_onnx(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     report = export(tiny_run, out)
     return out, report
+
+
+@pytest.fixture(scope="session")
+def jack():
+    """A JACK server for the port tests: the one running (.ci/run starts one), or a private dummy one
+    for this session, stopped at its end."""
+    from tests.jack import start_server
+
+    proc = start_server()
+    yield
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)

@@ -8,18 +8,9 @@ import time
 
 import pytest
 
-from tests.jack import Daemon, Player, start_server
+from tests.jack import Daemon, Player
 
 pytestmark = pytest.mark.jack
-
-
-@pytest.fixture(scope="module")
-def jack():
-    proc = start_server()
-    yield
-    if proc is not None:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

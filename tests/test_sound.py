@@ -15,7 +15,7 @@ import pytest
 
 from midiseed.runtime.engine import DEFAULT_MODEL
 from midiseed.runtime.sound import find_soundfont
-from tests.jack import Daemon, Player, start_server, wait_for_port
+from tests.jack import Daemon, Player, wait_for_port
 
 
 def rms(wav: Path, start: float = 0.0, length: float | None = None) -> float:
@@ -31,15 +31,6 @@ def _need(*programs: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:  # a failure, not a skip: the suite promises this test (.ci/run installs them)
         pytest.fail(f"the sound tests need {', '.join(missing)}: apt-get install fluidsynth jack-capture sox")
-
-
-@pytest.fixture(scope="module")
-def jack():
-    proc = start_server()
-    yield
-    if proc is not None:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
