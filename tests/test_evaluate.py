@@ -301,6 +301,12 @@ def test_choose_split_prefers_test_offers_validation_and_falls_back_to_not_in_tr
         choose_split(old, files, "validation")
     with pytest.raises(BadValue, match="no training split"):
         choose_split({}, files)
+    # trained with --test-fraction 0 (or too few files): an empty test list means "not in train"
+    no_test = {"split": {"train": ["folk/a.mid"], "validation": ["folk/b.mid"], "test": []}}
+    assert choose_split(no_test, files)[1:] == (
+        ["folk/b.mid", "bach/c.mid", "bach/d.mid", "bach/e.mid"],
+        "held-out",
+    )
 
 
 def test_follow_table_per_collection_from_a_folder_of_two_collections(tiny_onnx, midi_folder, tmp_path):

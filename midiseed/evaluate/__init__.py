@@ -75,7 +75,8 @@ def choose_split(meta: dict, files: list[str], split: str | None = None) -> tupl
     if not isinstance(recorded, dict) or "train" not in recorded:
         raise BadValue("the model records no training split; re-export it with `midiseed export`")
     if split is None:
-        split = "test" if "test" in recorded else "held-out"
+        # a model trained with --test-fraction 0 (or on too few files) records an empty test list
+        split = "test" if recorded.get("test") else "held-out"
     if split != "held-out" and split not in recorded:
         have = ", ".join(k for k in ("validation", "test") if k in recorded) or "none"
         raise BadValue(f"--split {split}: the model records no {split!r} split (it has: {have}; held-out)")
