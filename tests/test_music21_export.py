@@ -79,3 +79,14 @@ def test_tunes_that_share_a_title_outside_josquin_stay_tunes_of_their_own():
     ballad = by_stem["essenFolksong/ballad80"]  # 93 variants of one ballad, all under one title
     assert len(ballad.refs) == 93 and not ballad.voices
     assert by_stem["josquin/milleRegrets"].voices and not by_stem["josquin/milleRegrets"].refs
+
+
+def test_a_folder_that_cannot_be_written_stops_the_export_and_blames_no_piece(tmp_path):
+    (tmp_path / "nottingham-dataset").write_text("a file where the collection's folder should be")
+    result = runner.invoke(
+        app, ["data", "music21", "--out", str(tmp_path), "--collection", "nottingham-dataset"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith("error: cannot write ")
+    failed = tmp_path / "music21_failed.json"
+    assert not failed.exists() or "nottingham" not in failed.read_text()

@@ -277,6 +277,8 @@ def _export_job(job: Job, out: str, piece_seconds: float) -> tuple[int, dict[str
                 with _time_limit(piece_seconds):
                     _write(_abc_score(tunes[ref]), Path(out) / f"{job.stem}-{ref}.mid")
                 written += 1
+            except DataError:
+                raise  # see below: a folder we cannot write is not the tune's fault
             except Exception as err:
                 failures[_piece_key(job, ref)] = _reason(err)
         return written, failures
@@ -286,10 +288,15 @@ def _export_job(job: Job, out: str, piece_seconds: float) -> tuple[int, dict[str
             scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
             if job.voices and isinstance(parsed, stream.Opus):
                 scores = [parsed.mergeScores()]  # one work's voices, each a score of its own
-            for i, score in enumerate(scores, 1):
+            # score 1 last: `_whole_done` takes its file as the sign that the whole opus is written,
+            # so a run stopped half-way through an opus writes all of it again next time
+            numbered = list(enumerate(scores, 1))
+            for i, score in numbered[1:] + numbered[:1]:
                 name = f"{job.stem}.mid" if len(scores) == 1 else f"{job.stem}-{i}.mid"
                 _write(score, Path(out) / name)
                 written += 1
+    except DataError:
+        raise  # our folder cannot be written: not the piece's fault, so never recorded as its failure
     except Exception as err:
         failures[_piece_key(job, None)] = _reason(err)
     return written, failures
@@ -314,11 +321,17 @@ def _abc_score(handler):
 
 
 def _write(score, dst: Path) -> None:
+    """Write `score` to dst through a .part file. A folder that cannot be written (disk full, no
+    permission) is a DataError, which stops the export instead of being recorded as the piece's."""
     _dedupe_context(score)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".part")
-    score.write("midi", fp=str(tmp))
-    tmp.replace(dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()
+        score.write("midi", fp=str(tmp))
+        tmp.replace(dst)
+    except OSError as err:
+        raise DataError(f"cannot write {dst}: {err.strerror or err}") from None
 
 
 def _dedupe_context(score) -> None:
