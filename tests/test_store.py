@@ -1,5 +1,6 @@
 """The token store: `midiseed data tokenize` on tiny real folders, read back through TokenStore."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from midiseed.runtime.codec import Codec, Grid, notes_to_events
 from midiseed.runtime.midifile import read_notes, write_notes
 from midiseed.training import tokenize as tokenize_module
 from midiseed.training.corpus import DataError
-from midiseed.training.store import STORE_FILE, TokenStore, is_store, store_for, tokenize
+from midiseed.training.store import LOCK_FILE, STORE_FILE, TokenStore, is_store, store_for, tokenize
 from midiseed.training.tokenize import Limits, bound_notes
 
 TEST_FILES = Path(__file__).resolve().parents[1].parent / "shared" / "test-midi-files" / "midi"
@@ -108,6 +109,19 @@ def test_a_shard_that_is_mostly_dead_is_copied_out_and_deleted(tmp_path):
         assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
 
 
+def test_a_changed_file_in_a_compacted_shard_keeps_its_new_tokens(tmp_path):
+    data = make_folder(tmp_path / "midi")
+    out = tmp_path / "store"
+    tokenize(data, out, workers=1)
+    (data / "b" / "deep" / "three.mid").write_bytes(lakh_like(0, 2))  # most of shard 0, changed
+    report = tokenize(data, out, workers=1)
+    store = TokenStore.open(out)
+    assert report.compacted == 1 and report.tokenised == 1
+    assert store.shard_ids == [1] and not (out / "shard-000000.u2").exists()  # copies join the new shard
+    for f in store.files:
+        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+
+
 def test_a_run_killed_midway_leaves_a_store_that_opens_and_the_next_run_completes(tmp_path, monkeypatch):
     data = tmp_path / "midi"
     data.mkdir()
@@ -135,6 +149,75 @@ def test_a_run_killed_midway_leaves_a_store_that_opens_and_the_next_run_complete
     report = tokenize(data, tmp_path / "store", workers=1)
     assert report.tokenised == 12 - len(partial.files)
     assert len(TokenStore.open(tmp_path / "store").files) == 12
+
+
+def test_a_rerun_checkpointing_while_a_touched_file_is_pending_keeps_its_old_shard(tmp_path, monkeypatch):
+    data = tmp_path / "midi"
+    data.mkdir()
+    write_notes(scale(), data / "z_touched.mid")
+    write_notes(scale(3), data / "z_changed.mid")
+    out = tmp_path / "store"
+    tokenize(data, out, workers=1)
+    os.utime(data / "z_touched.mid", ns=(1, 1))  # same content: its tokens stay in shard 0
+    write_notes(scale(4), data / "z_changed.mid")  # new content: re-tokenised, read after the new files
+    write_notes(scale(1), data / "a1.mid")
+    write_notes(scale(2), data / "a2.mid")
+    # a shard per file and a checkpoint at every shard: one runs while the z_ files are still pending
+    monkeypatch.setattr(tokenize_module, "SHARD_TOKENS", 5)
+    monkeypatch.setattr(tokenize_module, "CHECKPOINT_S", -1.0)
+    report = tokenize(data, out, workers=1)
+    assert (report.tokenised, report.reused) == (3, 1)
+    store = TokenStore.open(out)
+    assert [f.path for f in store.files] == ["a1.mid", "a2.mid", "z_changed.mid", "z_touched.mid"]
+    assert store.shard_ids[store.files[-1].shard] == 0
+    for f in store.files:
+        assert (out / f"shard-{store.shard_ids[f.shard]:06d}.u2").is_file()
+        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+
+
+def test_a_first_run_killed_before_its_first_checkpoint_is_resumed(tmp_path, monkeypatch):
+    data = make_folder(tmp_path / "midi")
+    out = tmp_path / "store"
+    real_record = tokenize_module._record
+
+    def dying_record(*args):
+        real_record(*args)  # the first file's tokens go into the open shard
+        raise KeyboardInterrupt  # as if the run were killed here, long before CHECKPOINT_S
+
+    monkeypatch.setattr(tokenize_module, "_record", dying_record)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize(data, out, workers=1)
+    assert (out / "shard-000000.u2").is_file()
+    assert TokenStore.open(out).files == []  # an empty store, not a folder every later run refuses
+    monkeypatch.setattr(tokenize_module, "_record", real_record)
+    report = tokenize(data, out, workers=1)
+    assert report.tokenised == 4 and len(TokenStore.open(out).files) == 4
+
+    # what a midiseed without the empty first checkpoint left: a shard and nothing else
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "shard-000000.u2").write_bytes(b"\0\0" * 10)
+    assert tokenize(data, old, workers=1).tokenised == 4
+    store = TokenStore.open(old)
+    assert store.shard_ids == [1] and not (old / "shard-000000.u2").exists()
+    for f in store.files:
+        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+
+
+def test_a_second_run_into_a_store_being_written_is_refused(tmp_path):
+    data = make_folder(tmp_path / "midi")
+    out = tmp_path / "store"
+    tokenize(data, out, workers=1)
+    with open(out / LOCK_FILE, "w") as held:  # as a run still tokenising into it would
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DataError) as refused:
+            tokenize(data, out, workers=1)
+        assert str(refused.value) == (
+            f"another midiseed is tokenising into {out}; wait for it or use another --out"
+        )
+        result = CliRunner().invoke(app, ["data", "tokenize", str(data), "--out", str(out)])
+        assert result.exit_code == 2 and "another midiseed is tokenising" in result.stderr
+    assert tokenize(data, out, workers=1).reused == 4  # released: the next run goes ahead
 
 
 def extreme_file(path: Path, note_ticks: int, bars: int = 0, tpb: int = 480) -> None:

@@ -11,13 +11,17 @@ Layout of a store folder (see `tokenize` for how it is written, `TokenStore` for
 - ``shard-<id>.u2``: raw little-endian uint16 token ids, files back to back; a file's tokens
   never span two shards. A shard is written once and never changed: a re-run writes new shards,
   and copies the live files out of a shard that became more than half dead (then deletes it).
+- ``.lock``: flock'ed by the run writing the store, so a second one is refused, not interleaved.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
+LOCK_FILE = ".lock"  # flock'ed by the one process writing the store
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,38 @@ def shard_name(shard_id: int) -> str:
 def is_store(path: Path) -> bool:
     """True when `path` is a folder holding a store (its store.json)."""
     return (Path(path) / STORE_FILE).is_file()
+
+
+def only_store_files(path: Path) -> bool:
+    """True when the folder `path` holds nothing but what a store writer makes (shards, manifests,
+    store.json and its temporary, the lock): e.g. what a run killed before its first checkpoint left."""
+    for p in Path(path).iterdir():
+        name = p.name
+        ours = name in (STORE_FILE, STORE_FILE + ".tmp", LOCK_FILE)
+        ours |= name.startswith("shard-") and name.endswith(".u2")
+        ours |= name.startswith("manifest-") and name.endswith(".jsonl")
+        if not (ours and p.is_file()):
+            return False
+    return True
+
+
+@contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store folder `root` (made if missing) while writing it, so two
+    runs (two `train --data` of one folder share its cached store) never write one store at once;
+    DataError at once, not a wait, when another process holds it. The lock goes with the process,
+    so a killed run leaves none behind."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by spawned workers
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"another midiseed is tokenising into {root}; wait for it or use another --out"
+            raise DataError(msg) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (deleting it would race with a new locker)
 
 
 def store_for(midi_dir: Path) -> Path:

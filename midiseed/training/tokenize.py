@@ -33,8 +33,10 @@ from midiseed.training.store import (
     STORE_FORMAT,
     is_store,
     iter_manifest,
+    only_store_files,
     read_meta,
     shard_name,
+    store_lock,
 )
 
 
@@ -238,6 +240,29 @@ def tokenize_folder(
         "include_drums": include_drums,
         "limits": {k: v for k, v in asdict(limits).items() if k != "timeout_s"},  # time: not the tokens
     }
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and not is_store(out) and not only_store_files(out):
+        raise DataError(f"--out {out} is a folder that is not a token store and not empty")
+    with store_lock(out):  # held to the end: the store is read and written by this run alone
+        _update(midi_dir, out, paths, report, settings, workers, progress, grid, limits)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _update(
+    midi_dir: Path,
+    out: Path,
+    paths: list[Path],
+    report: TokenizeReport,
+    settings: dict,
+    workers: int | None,
+    progress: bool,
+    grid: Grid,
+    limits: Limits,
+) -> None:
+    """`tokenize_folder`'s work, under the store's lock; fills in `report` and empties `paths`."""
+    include_drums = settings["include_drums"]
     old: dict[str, Entry] = {}
     meta = dict(settings)
     if is_store(out):
@@ -251,28 +276,26 @@ def tokenize_folder(
             report.incremental = True
         else:
             log.warning("%s was made with other settings (codec, drums or limits): re-tokenising all", out)
-    elif out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file, not a folder")
-    elif out.exists() and any(out.iterdir()):
-        raise DataError(f"--out {out} is a folder that is not a token store and not empty")
-    out.mkdir(parents=True, exist_ok=True)
     shard_ids = [s["id"] for s in meta.get("shards", [])]
     next_id = max([-1, *shard_ids, *(_shard_id(p) for p in out.glob("shard-*.u2"))]) + 1
     writer = StoreWriter(out, meta, {}, next_id)
+    if not is_store(out):  # a store from the start: a run killed before its next checkpoint leaves one
+        writer.checkpoint()
     jobs, stat, seen = [], {}, 0  # stat: path -> (size, mtime) of the files to tokenise
     for p in paths:
         rel = p.relative_to(midi_dir).as_posix()
         st = p.stat()
         prev_entry = old.get(rel)
         seen += prev_entry is not None
+        if prev_entry is not None:  # its old tokens stay live (checkpoints keep their shard) until its
+            writer.add(prev_entry)  # result, if it is re-read, replaces this entry
         same_stat = prev_entry and (prev_entry.size, prev_entry.mtime_ns) == (st.st_size, st.st_mtime_ns)
         if same_stat and not prev_entry.retry:
-            writer.add(prev_entry)
             continue
         sha1 = prev_entry.sha1 if prev_entry and not prev_entry.retry else ""
         jobs.append((str(p), grid, include_drums, limits, sha1))
         stat[str(p)] = (st.st_size, st.st_mtime_ns)
-    del paths  # 176,581 Path objects are ~100 MB: not kept while tokenising
+    paths.clear()  # the caller's list: 176,581 Path objects are ~100 MB, not kept while tokenising
     report.removed = len(old) - seen
     bar = _Progress(len(jobs)) if progress and jobs else None
     counts = {"tokenised": 0, "reused": report.files - len(jobs)}
@@ -293,8 +316,6 @@ def tokenize_folder(
             report.tokens += e.tokens
             report.cut += bool(e.cuts)
     report.tokenised, report.reused = counts["tokenised"], counts["reused"]
-    report.seconds = time.monotonic() - t0
-    return report
 
 
 def _record(
@@ -326,15 +347,18 @@ def _record(
 def _compact(writer: StoreWriter, old_ids: set[int]) -> tuple[int, int]:
     """Copy the live files out of old shards that are mostly dead (their old copies are deleted at
     the next checkpoint); returns (shards compacted, dead tokens left in the shards kept)."""
+    # a re-read file's entry in the open shard replaces its old one only when that shard closes:
+    # until then the old one must count as dead, and must not be copied out over the new one
+    current = {**writer.entries, **{e.path: e for e in writer.pending}}
     live: dict[int, int] = {}
-    for e in writer.entries.values():
+    for e in current.values():
         if not e.skipped and e.shard in old_ids:
             live[e.shard] = live.get(e.shard, 0) + e.tokens
     compact = {i for i in old_ids if live.get(i, 0) < COMPACT_BELOW * writer.shard_sizes.get(i, 0)}
     dead = sum(writer.shard_sizes.get(i, 0) - live.get(i, 0) for i in old_ids - compact if i in live)
     for i in sorted(compact & set(live)):
         tokens = np.memmap(writer.root / shard_name(i), dtype="<u2", mode="r")
-        for e in [e for e in writer.entries.values() if e.shard == i and not e.skipped]:
+        for e in [e for e in current.values() if e.shard == i and not e.skipped]:
             writer.add(e, np.array(tokens[e.offset : e.offset + e.tokens]))
         del tokens
     return len(compact & set(live)), dead
