@@ -242,14 +242,24 @@ class Ports:
         return out
 
     def send(self, message: list[int]) -> None:
+        """To our output and every connected named one. Each is tried: one that fails must not keep
+        a note-off from the others (in a panic, the synth on a named port would keep its notes).
+        A named port's failure is only logged (maintain() will notice it gone); our own output's
+        is raised after the others have had the message."""
+        error: Exception | None = None
         for out in self._outs:
-            out.send_message(message)
+            try:
+                out.send_message(message)
+            except Exception as err:  # rtmidi's errors: raised below, once every output had its try
+                error = error or err
         for named in self.named:
             if not named.is_input and named.port is not None:
                 try:
                     named.port.send_message(message)
                 except Exception as err:  # a cable pulled mid-note: maintain() will notice
                     log.debug("sending to %r: %s", named.name, err)
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Cancel every callback, then close every port (see the module docstring for the order)."""
