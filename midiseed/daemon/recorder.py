@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 
+from midiseed.errors import UserError
 from midiseed.runtime.midifile import write_messages
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,16 @@ class Recorder:
     """Collects timed messages in and out; `flush()` writes them when due."""
 
     def __init__(self, folder: Path, start: float, every_seconds: float = 5.0) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        """Raises UserError when `folder` cannot be made or written to: found now, not at the
+        first write, where it could only be logged."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):  # an existing folder may still be read-only
+                pass
+        except OSError as err:
+            raise UserError(
+                f"--record {folder} (or [log] record) is not a writable folder: {err.strerror or err}"
+            ) from err
         self.path = folder / time.strftime("midiseed-%Y%m%d-%H%M%S.mid")
         self.start = start
         self.every = every_seconds
@@ -31,6 +42,7 @@ class Recorder:
         log.info("recording to %s", self.path)
 
     def add(self, side: str, message: list[int], t: float) -> None:
+        """One message "heard" or "played" at time t (channel messages only)."""
         if not message or message[0] < 0x80 or message[0] >= 0xF0:
             return  # clock, sysex and garbage are not music
         (self.heard if side == "heard" else self.played).append((t - self.start, list(message)))
@@ -41,6 +53,7 @@ class Recorder:
         return self._last_flush + self.every if self._dirty else math.inf
 
     def flush(self, t: float, force: bool = False) -> None:
+        """Rewrite the file if something new came and the last write is `every_seconds` old (or `force`)."""
         if not self._dirty or (not force and t - self._last_flush < self.every):
             return
         try:
