@@ -313,3 +313,38 @@ def test_bunched_clock_pulses_all_count_but_a_flood_is_dropped():
         t += 0.0001
         tempo.on_message("clock", t)
     assert tempo.dropped > 900
+
+
+def test_next_deadline_is_now_for_what_fell_due_since_the_tick():
+    # between a tick and the service's next_deadline() time passes (generation, status, ports):
+    # what fell due in it is due now, not at the 50 ms fallback
+    rig = Rig(answer_beats=4)
+    play(rig, 0.0, 60, 0.2)  # released at 0.2: a beat of silence ends at 0.7
+    assert rig.perf.next_deadline(0.68) == 0.7
+    assert rig.perf.next_deadline(0.75) == 0.75  # the answer is due, no tick has started it yet
+    rig.advance(1.1)  # the answer's first note went out at 1.0; the next are due at 1.5
+    assert rig.perf.next_note_time() == 1.5 and rig.perf.next_deadline(1.49) == 1.5
+    assert rig.perf.next_deadline(1.5005) == 1.5005
+    rig.perf.tick(1.5005)
+    assert rig.perf.next_deadline(1.5005) > 1.5005  # sent: nothing is due, no spin
+    stream = Rig(mode="continue", chord_ms=30)
+    stream.at(0.0, [0x90, 60, 90])
+    assert stream.perf.next_deadline(0.0) == 0.03 and stream.perf.next_deadline(0.0305) == 0.0305
+
+
+def test_next_deadline_does_not_spin_for_a_note_waiting_for_its_clock_pulse():
+    rig = Rig(clock="midi")
+    rig.at(0.0, [0xFA], [0xF8])
+    play(rig, 0.01, 60, 0.03)
+    rig.at(0.05, [0xB0, 85, 127])  # end of call: the answer starts on beat 1, pulse 24
+    t = 0.0
+    for _ in range(23):
+        t += 0.025
+        rig.at(t, [0xF8])
+    due = rig.perf.next_note_time()
+    assert due == pytest.approx(t + 0.025) and not rig.ons()
+    late = due + 0.01  # the DAW's pulse is late: the note waits for it, and the service sleeps
+    rig.perf.tick(late)
+    assert not rig.ons() and rig.perf.next_deadline(late) > late
+    rig.at(late, [0xF8])
+    assert rig.ons() == [(late, 60)]

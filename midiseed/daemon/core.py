@@ -82,10 +82,13 @@ class Performer:
         send: Callable[[list[int]], None],
         tracker: NoteTracker | None = None,
         stats: Stats | None = None,
+        now: Callable[[], float] | None = None,
     ) -> None:
         """A reload makes a new Performer with the old `tracker` (it knows what sounds) and the
-        service's `stats` (the counters cover the whole run)."""
+        service's `stats` (the counters cover the whole run). `now` is the service's clock, read
+        while generating (which takes real time); without it time stands still within a tick."""
         self.cfg = cfg
+        self._now = now
         self.gen = generator
         self.grid = generator.codec.grid
         self.tempo = tempo
@@ -219,7 +222,13 @@ class Performer:
                 self._reseed(group[0], group[1], pos)
         self._send_due(pos)
         if self._plan_ahead(t, pos):
-            self._send_due(pos)  # what was just planned may be due already (an answer starting now)
+            # what was just planned may be due already (an answer starting now, or a note that fell
+            # due while the rest was generated)
+            self._send_due(self.tempo.position(self._time(t)))
+
+    def _time(self, t: float) -> float:
+        """The time now, within the tick that began at t."""
+        return self._now() if self._now is not None else t
 
     def _send_due(self, pos: float) -> None:
         while self.plan and self.plan[0][0] <= pos + 1e-9:
@@ -234,11 +243,16 @@ class Performer:
             self.cursor = self.end = None  # the answer is over
             log.info("answer finished")
 
+    def _note_is_near(self, t: float) -> bool:
+        # the clock is read again for each event: t is when the tick began, and a beat of inference
+        # can take longer than the wait for the first note it planned
+        return bool(self.plan) and self.tempo.time_of(self.plan[0][0]) - self._time(t) < SEND_GUARD_SECONDS
+
     def _plan_ahead(self, t: float, pos: float) -> bool:
         """Generate up to a beat ahead; True if anything was planned."""
         if self.cursor is None or not self.tempo.running:
             return False
-        if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
+        if self._note_is_near(t):
             return False  # a note is about to be due: inference waits, the note does not
         planned = False
         spb = self.grid.steps_per_beat
@@ -251,7 +265,7 @@ class Performer:
             self.stats.step_times.append(time.perf_counter() - t0)
             self._place(event)
             planned = True
-            if self.plan and self.tempo.time_of(self.plan[0][0]) - t < SEND_GUARD_SECONDS:
+            if self._note_is_near(t):
                 break  # its first note is due: send it now, generate the rest after
         if self.end is not None and self.cursor >= self.end:
             for pitch in self.sounding_planned:
@@ -340,20 +354,28 @@ class Performer:
         return self.tempo.time_of(self.plan[0][0]) if self.plan else None
 
     def next_deadline(self, t: float) -> float:
-        """The latest time the next tick() is needed (the service may call it earlier)."""
+        """The latest time the next tick() is needed (the service may call it earlier): t itself
+        when something is due already (it fell due after the last tick began: that tick spent time
+        generating, and the service more on its own jobs), so the loop turns again at once."""
+        # "due" is what tick(t) would do, tested as tick tests it; a deadline that has passed
+        # but is not due (a note waiting for its MIDI clock pulse, which will wake the loop) is
+        # left out, or the service's wait would become a spin
         times = [t + 0.05]
         if self.plan:
+            if self.plan[0][0] <= self.tempo.position(t) + 1e-9:
+                return t
             times.append(self.tempo.time_of(self.plan[0][0]))
-        if self.mode == "respond" and self.listener.last_release_t is not None and self.listener.finished:
-            spb = self.grid.steps_per_beat
-            times.append(
-                self.listener.last_release_t + self.cfg.silence_beats * spb * self.tempo.step_seconds
-            )
-        group = self.listener.group
+        listener = self.listener
+        if self.mode == "respond" and listener.last_release_t is not None and listener.finished:
+            silence = self.cfg.silence_beats * self.grid.steps_per_beat * self.tempo.step_seconds
+            if self.cursor is None and listener.phrase_ready(t, silence):
+                return t
+            times.append(listener.last_release_t + silence)
+        group = listener.group
         if self.mode == "continue" and group is not None and not group.taken:
-            times.append(group.t + self.listener.chord_seconds)
-        # strictly later than t: what is due at t was done by this tick, and a deadline equal to
-        # now would turn the service's wait into a spin
+            if t - group.t >= listener.chord_seconds:
+                return t
+            times.append(group.t + listener.chord_seconds)
         return min([x for x in times if x > t] or [t + 0.05])
 
     @property

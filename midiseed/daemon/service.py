@@ -80,6 +80,12 @@ class Service:
         self.failure: BaseException | None = None
         self.stats = Stats()  # the whole run's counters: every Performer gets this one
         generator = generator or self.make_generator(cfg)
+        # Everything that can fail on the user's input comes before the ports open: a bad --record
+        # folder or second model must not leave ports open behind its UserError.
+        # More models to switch to by CC: loaded now, so a switch costs nothing on stage.
+        self.generators = [generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
+        self.model_index = 0
+        self.recorder = Recorder(Path(cfg.record), self.clock.now()) if cfg.record else None
         spb = generator.codec.grid.steps_per_beat
         if cfg.clock == "midi":
             self.tempo = MidiClockTempo(spb, cfg.bpm)
@@ -99,12 +105,10 @@ class Service:
         else:
             self.backend = cfg.backend
             self.ports = open_ports(cfg.backend, self.clock.wake)
-        # more models to switch to by CC: loaded now, so a switch costs nothing on stage
-        self.generators = [generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
-        self.model_index = 0
         self.started = self.clock.now()
-        self.recorder = Recorder(Path(cfg.record), self.clock.now()) if cfg.record else None
-        self.performer = Performer(cfg, generator, self.tempo, self._send, stats=self.stats)
+        self.performer = Performer(
+            cfg, generator, self.tempo, self._send, stats=self.stats, now=self.clock.now
+        )
         channels = ", ".join(str(c) for c in cfg.in_channels) or "all"
         log.info(
             "listening on %s:%s (channels %s), playing on %s:%s channel %d; mode %s; tempo %s",
@@ -172,7 +176,9 @@ class Service:
         self.performer.cancel()
         self.generators, self.model_index = generators, 0
         tracker = self.performer.tracker  # it knows what sounds; the stats are the service's anyway
-        self.performer = Performer(new, generators[0], self.tempo, self._send, tracker, self.stats)
+        self.performer = Performer(
+            new, generators[0], self.tempo, self._send, tracker, self.stats, now=self.clock.now
+        )
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock.now())
         self.cfg = new
