@@ -6,7 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from midiseed.bench.rig import DaemonProcess, Player, PortWatch, start_server, wait_for_port
+from midiseed.bench.rig import DaemonProcess, Player, start_server, wait_for_port
 
 __all__ = ["Daemon", "Player", "start_server", "wait_for_port"]
 
@@ -20,8 +20,4 @@ class Daemon(DaemonProcess):
         for key, (section, value) in settings.items():
             sections.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
         super().__init__(tmp, model, name, sections)
-        watch = PortWatch(f"{name}-t")
-        try:
-            self.wait_for_ports(watch)
-        finally:
-            watch.close()
+        self.wait_for_ports()

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from midiseed.bench.rig import DaemonProcess, Player, PortWatch, start_server
+from midiseed.bench.rig import DaemonProcess, Player, start_server
 from midiseed.bench.soak import JackDump, _receivers_line, compare, print_failures
 
 TICK = 0.003  # seconds between batches
@@ -192,11 +192,7 @@ def run(args: argparse.Namespace) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     name = f"fuzzlive{os.getpid()}"
     daemon = DaemonProcess(tmp, Path(args.model).resolve(), name, {"log": {"status_seconds": 1}})
-    watch = PortWatch(name)
-    try:
-        daemon.wait_for_ports(watch)
-    finally:
-        watch.close()
+    daemon.wait_for_ports()
     player = Player(name)
     dump = JackDump(tmp, name)
     fuzzer = Fuzzer(rng)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midiseed.bench.rig import DaemonProcess, Player, PortWatch, start_server, wait_for_port
+from midiseed.bench.rig import DaemonProcess, Player, start_server, wait_for_port
 
 SAMPLE_SECONDS = 10.0
 SEEDS = [[60, 64], [62, 65, 69], [57, 60], [64, 67, 71], [55, 62]]
@@ -224,11 +224,7 @@ def run(args: argparse.Namespace) -> int:
         "log": {"status_seconds": 10},
     }
     daemon = DaemonProcess(tmp, Path(args.model).resolve(), name, settings)
-    watch = PortWatch(name)
-    try:
-        daemon.wait_for_ports(watch)
-    finally:
-        watch.close()
+    daemon.wait_for_ports()
     player = Player(name)
     dump = JackDump(tmp, name)
     pid = daemon.proc.pid

@@ -70,9 +70,18 @@ class DaemonProcess:
                 cwd=root,
             )
 
-    def wait_for_ports(self, watch: PortWatch, timeout: float = 30.0, poll_s: float = 0.005) -> float:
+    def wait_for_ports(
+        self, watch: PortWatch | None = None, timeout: float = 30.0, poll_s: float = 0.005
+    ) -> float:
         """Seconds from launch until the output port appeared (polled every `poll_s`); then waits
-        for the input port too. Raises RuntimeError (with the daemon's log) if they never come."""
+        for the input port too. Raises RuntimeError (with the daemon's log) if they never come.
+        Without a `watch`, one of its own is opened for the wait and closed after it."""
+        if watch is None:
+            own = PortWatch(f"{self.name}-w")
+            try:
+                return self.wait_for_ports(own, timeout, poll_s)
+            finally:
+                own.close()
         deadline = self.launched + timeout
         out_seen: float | None = None
         while time.monotonic() < deadline:
