@@ -5,7 +5,7 @@
 1. `prepare`: open the store, split it by file (train / validation / test), find the windows,
    write the run directory's description (`RunDir`: every file name lives there);
 2. `build`: the network, new, resumed from its last checkpoint, or started from --init's weights;
-3. `fit`: Keras fit, fed batch by batch from the store's memmaps (`feed`, `windows`); after each
+3. `fit`: Keras fit, fed batch by batch from the store's shard files (`feed`, `windows`); after each
    epoch `RunKeeper` saves the state, the checkpoints and the history, and stops early;
 4. `finish`: the kept weights become model.keras, scored on validation and test (metrics.json).
 """

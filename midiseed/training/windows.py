@@ -1,4 +1,4 @@
-"""Training windows sliced from the token store's memmaps, transposed on the fly.
+"""Training windows read from the token store's shard files, transposed on the fly.
 
 Nothing here copies the corpus: `Pieces` is a table of (shard, offset, length) per file, a window
 is a number, and a batch reads only its own B x (seq_len + 1) tokens from the shard files
