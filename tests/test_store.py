@@ -48,6 +48,12 @@ def encoded(path: Path, codec: Codec) -> list[int]:
     return codec.encode(notes_to_events(read_notes(path, codec.grid), codec.grid)).tolist()
 
 
+def assert_reads_back(store: TokenStore, data: Path) -> None:
+    """Every stored file's tokens equal the codec's encoding of the MIDI file it came from."""
+    for f in store.files:
+        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+
+
 def test_tokens_read_back_equal_the_codecs_encoding_of_each_file(tmp_path):
     data = make_folder(tmp_path / "midi")
     report = tokenize(data, tmp_path / "store", workers=2)
@@ -88,8 +94,7 @@ def test_incremental_run_reads_only_new_and_changed_files_and_drops_removed_ones
         assert store.shard_ids[after[path].shard] == 0
         assert (after[path].offset, after[path].tokens) == (before[path].offset, before[path].tokens)
     assert store.shard_ids[after["a/two.mid"].shard] == 1
-    for f in store.files:
-        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+    assert_reads_back(store, data)
     assert report.dead_tokens == before["a/two.mid"].tokens + before["top.mid"].tokens
 
     again = tokenize(data, out, workers=1)  # nothing changed: nothing read
@@ -105,8 +110,7 @@ def test_a_shard_that_is_mostly_dead_is_copied_out_and_deleted(tmp_path):
     store = TokenStore.open(out)
     assert report.compacted == 1 and report.dead_tokens == 0
     assert store.shard_ids == [1] and not (out / "shard-000000.u2").exists()
-    for f in store.files:
-        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+    assert_reads_back(store, data)
 
 
 def test_a_changed_file_in_a_compacted_shard_keeps_its_new_tokens(tmp_path):
@@ -118,8 +122,7 @@ def test_a_changed_file_in_a_compacted_shard_keeps_its_new_tokens(tmp_path):
     store = TokenStore.open(out)
     assert report.compacted == 1 and report.tokenised == 1
     assert store.shard_ids == [1] and not (out / "shard-000000.u2").exists()  # copies join the new shard
-    for f in store.files:
-        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+    assert_reads_back(store, data)
 
 
 def test_a_run_killed_midway_leaves_a_store_that_opens_and_the_next_run_completes(tmp_path, monkeypatch):
@@ -200,8 +203,7 @@ def test_a_first_run_killed_before_its_first_checkpoint_is_resumed(tmp_path, mon
     assert tokenize(data, old, workers=1).tokenised == 4
     store = TokenStore.open(old)
     assert store.shard_ids == [1] and not (old / "shard-000000.u2").exists()
-    for f in store.files:
-        assert store.tokens_of(f).tolist() == encoded(data / f.path, store.codec)
+    assert_reads_back(store, data)
 
 
 def test_a_second_run_into_a_store_being_written_is_refused(tmp_path):
