@@ -32,32 +32,18 @@ def data_music21(
 
     A re-run skips the pieces already written and those recorded as failed."""
     setup_logging()
-    import sys
-    import time
-
+    from midiseed.cli._progress import ProgressLine
     from midiseed.training.music21_export import collections, export_music21
 
     names = list(collections()) if all_ else (list(collection) if collection else None)
-    last = [0.0]
+    line = ProgressLine()
 
     def progress(p) -> None:
-        # plain text on stderr: redrawn in place on a terminal, a line every 10 s in a log
-        now = time.monotonic()
-        if p.files_done < p.files_total and now - last[0] < (0.5 if sys.stderr.isatty() else 10.0):
-            return
-        last[0] = now
-        bar = "#" * (30 * p.files_done // max(p.files_total, 1))
-        line = (
-            f"[{bar:<30}] {p.files_done}/{p.files_total} files, {p.written} pieces written, "
-            f"{p.failed} failed, {p.seconds:.0f} s"
-        )
-        tty = sys.stderr.isatty()
-        print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        line.update(p.files_done, p.files_total, f"{p.written} pieces written, {p.failed} failed")
 
     composer = composer if names is not None or composer else "bach"  # alone, the old default
     report = export_music21(out, composer, limit, workers, names, progress, piece_seconds)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    line.close()
     for piece, why in sorted(report.failed.items()):
         typer.echo(f"skipped {piece}: {why}", err=True)
     typer.echo(
@@ -75,10 +61,12 @@ def data_tokenize(
     include_drums: Annotated[bool, typer.Option(help="Keep drum tracks (channel 10).")] = False,
 ) -> None:
     """Tokenise a MIDI folder into a token store for training; a re-run updates only what changed."""
-    import sys
-
     setup_logging()
+    from midiseed.cli._progress import ProgressLine
     from midiseed.training.store import tokenize
 
-    report = tokenize(midi_dir, out, workers, progress=sys.stderr.isatty(), include_drums=include_drums)
+    line = ProgressLine()
+    # on a terminal only, as before: a log gets the summary line alone
+    report = tokenize(midi_dir, out, workers, line.update if line.tty else None, include_drums)
+    line.close()
     typer.echo(f"tokenized {report.summary()} -> {out}")

@@ -20,7 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +212,7 @@ def tokenize(
     midi_dir: Path,
     out: Path,
     workers: int | None = None,
-    progress: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     include_drums: bool = False,
     grid: Grid | None = None,
     limits: Limits | None = None,

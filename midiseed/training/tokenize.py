@@ -16,8 +16,8 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -222,14 +222,15 @@ def tokenize_folder(
     midi_dir: Path,
     out: Path,
     workers: int | None = None,
-    progress: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     include_drums: bool = False,
     grid: Grid = Grid(),
     limits: Limits = Limits(),
 ) -> TokenizeReport:
     """Tokenise every MIDI file under `midi_dir` into the store at `out`, updating it in place when
     it was made with the same codec, drums and limits (only new or changed files are read; removed
-    ones are dropped). A file that cannot be read, or times out, is skipped with its reason."""
+    ones are dropped). A file that cannot be read, or times out, is skipped with its reason.
+    `progress(done, total)` is called as each file to read is done."""
     t0 = time.monotonic()
     midi_dir, out = Path(midi_dir), Path(out)
     paths = find_midi_files(midi_dir)
@@ -257,7 +258,7 @@ def _update(
     report: TokenizeReport,
     settings: dict,
     workers: int | None,
-    progress: bool,
+    progress: Callable[[int, int], None] | None,
     grid: Grid,
     limits: Limits,
 ) -> None:
@@ -297,16 +298,15 @@ def _update(
         stat[str(p)] = (st.st_size, st.st_mtime_ns)
     paths.clear()  # the caller's list: 176,581 Path objects are ~100 MB, not kept while tokenising
     report.removed = len(old) - seen
-    bar = _Progress(len(jobs)) if progress and jobs else None
     counts = {"tokenised": 0, "reused": report.files - len(jobs)}
-    for path, (result, reason) in run_jobs(jobs, midi_dir, workers, limits.timeout_s, tokenize_one):
+    for done, (path, (result, reason)) in enumerate(
+        run_jobs(jobs, midi_dir, workers, limits.timeout_s, tokenize_one), 1
+    ):
         rel = Path(path).as_posix()
         size, mtime = stat.pop(str(midi_dir / path))
         counts[_record(writer, old.get(rel), rel, result, reason, size, mtime)] += 1
-        if bar:
-            bar.step()
-    if bar:
-        bar.done()
+        if progress is not None:
+            progress(done, len(jobs))
     report.compacted, report.dead_tokens = _compact(writer, set(shard_ids))
     writer.finish()
     for e in writer.entries.values():
@@ -369,28 +369,3 @@ def _shard_id(path: Path) -> int:
         return int(path.stem.split("-", 1)[1])
     except (IndexError, ValueError):
         return -1
-
-
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most 4 times a second."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.n, self.t0, self.shown = total, 0, time.monotonic(), 0.0
-
-    def step(self) -> None:
-        self.n += 1
-        now = time.monotonic()
-        if now - self.shown >= 0.25 or self.n == self.total:
-            self.shown = now
-            rate = self.n / max(now - self.t0, 1e-9)
-            left = (self.total - self.n) / rate if rate else 0
-            filled = int(30 * self.n / self.total)
-            sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.n}/{self.total} files "
-                f"{rate:.0f}/s, {left / 60:.1f} min left "
-            )
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
