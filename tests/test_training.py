@@ -147,17 +147,20 @@ def test_training_from_a_store_and_resuming_with_steps_per_epoch(tmp_path, midi_
         data=str(midi_store),
         out=str(tmp_path / "run"),
         preset="tiny",
-        epochs=1,
         batch_size=8,
         patience=50,
         steps_per_epoch=3,
         val_fraction=0.2,  # as the tiny run's
+        epochs=3,
+        time_limit=1e-6,  # minutes: up before the first epoch ends
     )
-    train(opts)
+    first_metrics = train(opts)
     run = RunDir(tmp_path / "run")
+    assert run.read_state().epoch == 1 and first_metrics["epochs_run"] == 1  # stopped by the clock
+    assert run.model_path.is_file()  # and still wrote the model it had
     first = json.loads(run.history_path.read_text())
-    opts.epochs = 3
-    train(opts)  # as if the first run had been interrupted after one epoch
+    opts.time_limit = None
+    train(opts)  # the same command without the limit resumes after epoch 1
     history = json.loads(run.history_path.read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[0] == first[0]

@@ -21,7 +21,7 @@ def train(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Run directory to write (an existing one is resumed).")],
-    preset: Annotated[str, typer.Option(help="seed, default or tiny.")] = "default",
+    preset: Annotated[str, typer.Option(help="seed, default, wide, large or tiny (midiseed/training/model.py).")] = "default",
     epochs: Annotated[int, typer.Option(min=1)] = 150,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     seq_len: Annotated[
@@ -86,6 +86,14 @@ def train(
             "(for --anti-loop fine-tuning, whose aim the held-out loss does not measure)."
         ),
     ] = "best",
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Minutes to train in this session: it stops at the first epoch end after them and "
+            "writes the model it has; the same command resumes the run.",
+        ),
+    ] = None,
     init: Annotated[
         Path | None,
         typer.Option(help="Start from the weights of this finished run (same preset and data): fine-tuning."),
@@ -126,6 +134,7 @@ def train(
         init=str(init) if init else None,
         keep=keep,
         loop_period=loop_period,
+        time_limit=time_limit,
     )
     metrics = run_training(opts)
     typer.echo(

@@ -185,6 +185,7 @@ class RunKeeper:
         self.run, self.state, self.patience = run, state, patience
         self.tokens_per_epoch = tokens_per_epoch
         self.feeds = None  # the training PyDataset, told each epoch's number (its batches depend on it)
+        self.stop_at: float | None = None  # time.monotonic() after which the session stops (--time-limit)
 
     def callback(self):
         import keras
@@ -227,6 +228,9 @@ class RunKeeper:
                 self.patience,
                 st.best_epoch,
             )
+            model.stop_training = True
+        elif self.stop_at is not None and time.monotonic() >= self.stop_at:
+            log.info("time limit reached after epoch %d: stopping (resume with the same command)", st.epoch)
             model.stop_training = True
 
 

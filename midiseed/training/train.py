@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from midiseed.training.windows import Pieces, Windows, transposition_bounds
 log = logging.getLogger(__name__)
 
 LOOP_SEARCH_EVERY = 50  # batches between looks for the model's own greedy loops (--anti-loop)
-RESUMABLE = ("epochs", "keep", "steps_per_epoch")  # options a resumed run may change
+RESUMABLE = ("epochs", "keep", "steps_per_epoch", "time_limit")  # options a resumed run may change
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainOptions:
     init: str | None = None  # a run dir whose model.keras weights this run starts from (fine-tuning)
     loop_period: int = loops.MAX_LOOP_EVENTS  # longest own greedy loop (events) --anti-loop trains against
     keep: str = "best"  # which epoch becomes model.keras: best validation loss, or the last one
+    time_limit: float | None = None  # minutes this session may train; it stops at the first epoch end after
 
 
 @dataclass
@@ -90,6 +92,8 @@ def check_options(opts: TrainOptions) -> None:
         raise BadValue(f"anti-loop share must be at least 0 and below 1, got {opts.anti_loop}")
     if opts.steps_per_epoch is not None and opts.steps_per_epoch < 1:
         raise BadValue(f"steps per epoch must be at least 1, got {opts.steps_per_epoch}")
+    if opts.time_limit is not None and opts.time_limit <= 0:
+        raise BadValue(f"time limit must be above 0 minutes, got {opts.time_limit}")
     if opts.val_windows < 1 or opts.seed < 0:
         raise BadValue("validation windows must be at least 1 and the seed at least 0")
     transposition_bounds(opts.transpose)
@@ -305,6 +309,8 @@ def fit(
         return
     windows_per_step = batches.windows_per_batch * (cluster.replicas if cluster.multi_worker else 1)
     keeper = RunKeeper(prep.run, state, opts.patience, prep.steps * windows_per_step * prep.cfg.seq_len)
+    if opts.time_limit is not None:
+        keeper.stop_at = time.monotonic() + opts.time_limit * 60
     if cluster.multi_worker:
         local = cluster.replicas // cluster.workers  # replicas on this worker, fed in turn
         train_data = distribute.worker_dataset(
