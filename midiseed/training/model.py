@@ -28,6 +28,22 @@ PRESETS: dict[str, dict] = {
         "dropout": 0.3,
         "seq_len": 128,
     },
+    # issue 11's larger candidates, chosen between by held-out NLL per collection against step time
+    # (MODEL_CARD.md); each keeps the default's embedding, dense layer and window
+    "wide": {
+        "embed_dim": 64,
+        "lstm_units": (384, 384),
+        "dense_units": 256,
+        "dropout": 0.3,
+        "seq_len": 128,
+    },
+    "large": {
+        "embed_dim": 64,
+        "lstm_units": (512, 512),
+        "dense_units": 256,
+        "dropout": 0.3,
+        "seq_len": 128,
+    },
     # for tests: trains in seconds, still two stacked layers so state handling is exercised
     "tiny": {"embed_dim": 16, "lstm_units": (32, 32), "dense_units": 32, "dropout": 0.1, "seq_len": 32},
 }
