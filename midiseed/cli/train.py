@@ -21,7 +21,9 @@ def train(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Run directory to write (an existing one is resumed).")],
-    preset: Annotated[str, typer.Option(help="seed, default, wide, large or tiny (midiseed/training/model.py).")] = "default",
+    preset: Annotated[
+        str, typer.Option(help="seed, default, wide, large or tiny (midiseed/training/model.py).")
+    ] = "default",
     epochs: Annotated[int, typer.Option(min=1)] = 150,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     seq_len: Annotated[
