@@ -325,6 +325,18 @@ def test_follow_table_per_collection_from_a_folder_of_two_collections(tiny_onnx,
     assert report["split"] == "held-out" and report["files"]["train"] == len(split["train"])
     assert set(report["follow"]) == {"folk", "chorale"}
     assert sum(report["collections"].values()) == report["files"]["evaluated"]
+    # next-token scores per collection: their tokens and NLL pool back to the whole split's
+    per = report["next_token_by_collection"]
+    assert set(per) == {"folk", "chorale"}
+    assert sum(row["files"] for row in per.values()) == report["files"]["evaluated"]
+    assert sum(row["tokens"] for row in per.values()) == report["tokens_evaluated"]
+    for name in ("lstm", "trigram"):
+        pooled = sum(row[name]["nll"] * row["tokens"] for row in per.values()) / report["tokens_evaluated"]
+        assert pooled == pytest.approx(report["next_token"][name]["nll"])
+    for row in per.values():
+        assert row["lstm_vs_trigram_nll_ratio"] == pytest.approx(row["lstm"]["nll"] / row["trigram"]["nll"])
+    text = format_report(report)
+    assert "| folk |" in text and f"{per['folk']['lstm']['nll']:.3f}" in text
     for entry in report["follow"].values():
         assert set(entry) == {"pieces", "model", "served", "data"}
         assert 1 <= entry["model"]["seeds"] <= 3 and entry["served"]["seeds"] == entry["model"]["seeds"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from midiseed.errors import BadValue
 from midiseed.evaluate.behaviour import (
     MAX_PERIOD,
@@ -30,7 +32,15 @@ from midiseed.evaluate.behaviour import (
     tv_distance,
 )
 from midiseed.evaluate.follow import ANSWER_EVENTS, follow_table, format_follow
-from midiseed.evaluate.nexttoken import BASELINES, NGram, score_lstm, score_ngram
+from midiseed.evaluate.nexttoken import (
+    BASELINES,
+    NGram,
+    piece_scores_lstm,
+    piece_scores_ngram,
+    score_lstm,
+    score_ngram,
+    totals,
+)
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
 from midiseed.runtime.sampling import Decoding, Steering
@@ -154,12 +164,23 @@ def evaluate(
     eval_pieces = piece_events(eval_notes, grid, [0])  # transposition 0 keeps every piece, in order
     eval_tokens = [codec.encode(p) for p in eval_pieces]
 
-    next_token = {"lstm": score_lstm(engine, eval_tokens)}
+    scores = {"lstm": piece_scores_lstm(engine, eval_tokens)}  # per piece: NLL sum, correct, positions
     if train_notes:
         train_pieces = piece_events(train_notes, grid, transposition_range(transpose))
         train_tokens = [codec.encode(p) for p in train_pieces]
         for name, order in BASELINES.items():
-            next_token[name] = score_ngram(NGram(order, len(codec)).fit(train_tokens), eval_tokens)
+            scores[name] = piece_scores_ngram(NGram(order, len(codec)).fit(train_tokens), eval_tokens)
+    next_token = {name: totals(rows) for name, rows in scores.items()}
+    collection_of_piece = np.array([collection_of(f) for f in eval_files])
+    next_token_by_collection = {}
+    for coll in sorted(set(collection_of_piece)):
+        rows = {name: totals(r[collection_of_piece == coll]) for name, r in scores.items()}
+        next_token_by_collection[coll] = {
+            "files": int((collection_of_piece == coll).sum()),
+            "tokens": int(scores["lstm"][collection_of_piece == coll, 2].sum()),
+            **rows,
+            "lstm_vs_trigram_nll_ratio": _ratio(rows["lstm"]["nll"], rows.get("trigram", {}).get("nll")),
+        }
 
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
     primers = [p for p in eval_pieces if len(p) >= seed_len][:seeds]  # [:None]: all
@@ -190,6 +211,7 @@ def evaluate(
         "tokens_evaluated": sum(max(len(t) - 1, 0) for t in eval_tokens),
         "next_token": next_token,
         "lstm_vs_trigram_nll_ratio": _ratio(next_token["lstm"]["nll"], trigram),
+        "next_token_by_collection": next_token_by_collection,
         "decoding": decoding,
         "follow": follow,
         "settings": {
@@ -230,6 +252,25 @@ def format_report(report: dict) -> str:
             _fmt(row["accuracy"], ".1%"),
         ]
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    by_collection = report.get("next_token_by_collection") or {}
+    if len(by_collection) > 1:
+        lines += [
+            "",
+            "Per collection (the first folder under the data folder):",
+            "",
+            "| collection | files | tokens | NLL | trigram NLL | NLL / trigram | top-1 accuracy |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for coll, row in by_collection.items():
+            cells = [
+                str(row["files"]),
+                str(row["tokens"]),
+                _fmt(row["lstm"]["nll"], ".3f"),
+                _fmt(row.get("trigram", {}).get("nll"), ".3f"),
+                _fmt(row["lstm_vs_trigram_nll_ratio"], ".3f"),
+                _fmt(row["lstm"]["accuracy"], ".1%"),
+            ]
+            lines.append(f"| {coll or '(top level)'} | {' | '.join(cells)} |")
     s = report["settings"]
     lines += [
         "",

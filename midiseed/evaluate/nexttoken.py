@@ -81,21 +81,29 @@ def _context_code(context: Sequence[int], vocab_size: int) -> int:
 
 def score_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> dict:
     """Mean NLL (nats/token) and top-1 accuracy at positions 1..T-1 of every piece."""
-    nll, correct, n = 0.0, 0, 0
-    for piece in pieces:
-        seq = [int(t) for t in piece]
-        for i in range(1, len(seq)):
-            p = model.distribution(seq[max(0, i - model.order + 1) : i])
-            nll -= float(np.log(p[seq[i]]))
-            correct += int(np.argmax(p) == seq[i])
-            n += 1
-    return _scores(nll, correct, n)
+    return totals(piece_scores_ngram(model, pieces))
 
 
 def score_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> dict:
     """As `score_ngram`, for the model: one engine call per whole piece, from the zero state."""
-    nll, correct, n = 0.0, 0, 0
-    for piece in pieces:
+    return totals(piece_scores_lstm(engine, pieces))
+
+
+def piece_scores_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> np.ndarray:
+    """Per piece: (summed NLL in nats, correct top-1 guesses, positions scored), positions 1..T-1."""
+    rows = np.zeros((len(pieces), 3))
+    for row, piece in zip(rows, pieces):
+        seq = [int(t) for t in piece]
+        for i in range(1, len(seq)):
+            p = model.distribution(seq[max(0, i - model.order + 1) : i])
+            row += (-float(np.log(p[seq[i]])), int(np.argmax(p) == seq[i]), 1)
+    return rows
+
+
+def piece_scores_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> np.ndarray:
+    """As `piece_scores_ngram`, for the model (one call per piece from the zero state)."""
+    rows = np.zeros((len(pieces), 3))
+    for row, piece in zip(rows, pieces):
         if len(piece) < 2:
             continue
         logits, _ = engine.run(np.asarray(piece, dtype=np.int32)[None, :], engine.zero_state())
@@ -103,11 +111,15 @@ def score_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> dict:
         shifted = logits - logits.max(axis=1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         targets = np.asarray(piece[1:], dtype=np.int64)
-        nll -= float(logp[np.arange(len(targets)), targets].sum())
-        correct += int((logits.argmax(axis=1) == targets).sum())
-        n += len(targets)
-    return _scores(nll, correct, n)
+        row += (
+            -float(logp[np.arange(len(targets)), targets].sum()),
+            int((logits.argmax(axis=1) == targets).sum()),
+            len(targets),
+        )
+    return rows
 
 
-def _scores(nll: float, correct: int, n: int) -> dict:
-    return {"nll": nll / n if n else None, "accuracy": correct / n if n else None}
+def totals(rows: np.ndarray) -> dict:
+    """Mean NLL and accuracy of the pieces' (NLL sum, correct, positions) rows, pooled by token."""
+    nll, correct, n = rows.sum(axis=0) if len(rows) else (0.0, 0, 0)
+    return {"nll": float(nll / n) if n else None, "accuracy": float(correct / n) if n else None}
