@@ -87,6 +87,12 @@ def test_a_missing_model_is_a_user_error_and_a_shipped_name_is_found(monkeypatch
     from midiseed.errors import UserError
 
     assert bench.resolve_model("default") == midiseed.runtime.engine.DEFAULT_MODEL.resolve()
+    # the chorale specialist ships beside the default, selectable by name
+    chorale = bench.resolve_model("chorale")
+    assert (
+        chorale == (midiseed.runtime.engine.SHIPPED_MODELS / "chorale.onnx").resolve() and chorale.is_file()
+    )
+    assert {"default", "chorale"} <= set(midiseed.runtime.engine.shipped_names())
     monkeypatch.setattr(midiseed.runtime.engine, "DEFAULT_MODEL", tmp_path / "none.onnx")
     with pytest.raises(UserError, match=r"none\.onnx does not exist"):
         bench.resolve_model(None)

@@ -59,7 +59,12 @@ def test_wheel_holds_the_models_the_config_and_honest_metadata(wheel):
     with zipfile.ZipFile(wheel) as whl:
         names = set(whl.namelist())
         meta = whl.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert {"midiseed/models/default.onnx", "midiseed/models/MODEL_CARD.md", "midiseed/config.toml"} <= names
+    shipped = {
+        "midiseed/models/default.onnx",
+        "midiseed/models/chorale.onnx",
+        "midiseed/models/MODEL_CARD.md",
+    }
+    assert shipped | {"midiseed/config.toml"} <= names
     assert "License-Expression: MIT" in meta
     assert "Requires-Python: >=3.11" in meta
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist: onnxruntime")]
@@ -119,11 +124,12 @@ def test_installed_wheel_names_the_smallest_install_before_writing_anything(venv
     assert not (tmp_path / "y.mid").exists() and not (tmp_path / "y.png").exists()
     assert not (tmp_path / "y.wav").exists()
     # a shipped model by name; an unknown name lists the shipped ones
-    named = _run([midiseed, *seed, "--model", "default"], tmp_path)
-    assert named.returncode == 0, named.stderr
+    for name in ("default", "chorale"):
+        named = _run([midiseed, *seed, "--model", name], tmp_path)
+        assert named.returncode == 0, named.stderr
     unknown = _run([midiseed, *seed, "--model", "nosuchmodel"], tmp_path)
     assert unknown.returncode == 2
-    assert "no shipped model named 'nosuchmodel'; shipped: default" in unknown.stderr
+    assert "no shipped model named 'nosuchmodel'; shipped: chorale, default" in unknown.stderr
 
 
 @pytest.mark.slow

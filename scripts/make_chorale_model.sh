@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# How midiseed/models/default.onnx was made (see midiseed/models/MODEL_CARD.md for the figures of the shipped one).
+# How midiseed/models/chorale.onnx was made (shipped as default.onnx until the multi-style model of
+# issue 11 replaced it; see midiseed/models/MODEL_CARD.md for its figures).
 # Takes hours on a 2-core CPU; on a GPU box, train with KERAS_BACKEND=jax and export here.
 #
 # Epochs: the shipped model was trained when an epoch held every transposition (-5..6) of every
@@ -18,13 +19,13 @@ $M train --data data/bach-store --out runs/default-ft --preset default --init ru
   --learning-rate 3e-4 --epochs 3 --patience 3 --stride 64 --steps-per-epoch 213 --keep last
 $M train --data data/bach-store --out runs/default-ft2 --preset default --init runs/default-ft --anti-loop 0.5 \
   --loop-period 32 --learning-rate 3e-4 --epochs 2 --patience 3 --stride 64 --steps-per-epoch 213 --keep last
-$M export runs/default-ft2 --out midiseed/models/default.onnx
-$M export runs/default-ft2 --out midiseed/models/default-int8.onnx --int8 || echo "int8 refused (under 99% top-1 agreement): fp32 only"
+$M export runs/default-ft2 --out midiseed/models/chorale.onnx
+$M export runs/default-ft2 --out midiseed/models/chorale-int8.onnx --int8 || echo "int8 refused (under 99% top-1 agreement): fp32 only"
 # the architecture we started from, on the same files (no transposition: it is ~8x slower per token)
 $M train --data data/bach-store --out runs/seed --preset seed --epochs "${SEED_EPOCHS:-8}" --patience 3 \
   --transpose 0 --stride 64 --batch-size 32
 $M export runs/seed --out runs/seed.onnx
-for model in midiseed/models/default.onnx runs/seed.onnx; do
+for model in midiseed/models/chorale.onnx runs/seed.onnx; do
   $M evaluate --model $model --data data/bach
   $M evaluate --model $model --data data/bach --loop-period 32
 done
