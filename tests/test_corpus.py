@@ -127,14 +127,18 @@ def test_held_out_split_is_by_file_stable_and_never_empty():
     assert split_by_file(["a.mid", "b.mid"], 0.1)[1] != []
 
 
-def _stubborn_reader(job):
-    """`_read_one`, except that a file named *hang* never finishes and one named *crash* kills its
-    process (module-level, so spawned workers import it by name)."""
+def _misbehave(job) -> None:
+    """A file named *hang* never finishes and one named *crash* kills its worker process."""
     name = Path(job[0]).name
     if "hang" in name:
         time.sleep(3600)
     if "crash" in name:
         os._exit(3)
+
+
+def _stubborn_reader(job):
+    """`_read_one`, but misbehaving (`_misbehave`; module-level, so spawned workers import it by name)."""
+    _misbehave(job)
     return _read_one(job)
 
 
@@ -184,14 +188,10 @@ def test_load_corpus_takes_a_file_timeout(tmp_path):
 
 
 def _stubborn_tokenizer(job):
-    """`tokenize_one`, except that *hang* files never finish and *crash* files kill their worker."""
+    """`tokenize_one`, but misbehaving (`_misbehave`)."""
     from midiseed.training.tokenize import tokenize_one
 
-    name = Path(job[0]).name
-    if "hang" in name:
-        time.sleep(3600)
-    if "crash" in name:
-        os._exit(3)
+    _misbehave(job)
     return tokenize_one(job)
 
 

@@ -174,10 +174,11 @@ def evaluate(
     collection_of_piece = np.array([collection_of(f) for f in eval_files])
     next_token_by_collection = {}
     for coll in sorted(set(collection_of_piece)):
-        rows = {name: totals(r[collection_of_piece == coll]) for name, r in scores.items()}
+        mask = collection_of_piece == coll
+        rows = {name: totals(r[mask]) for name, r in scores.items()}
         next_token_by_collection[coll] = {
-            "files": int((collection_of_piece == coll).sum()),
-            "tokens": int(scores["lstm"][collection_of_piece == coll, 2].sum()),
+            "files": int(mask.sum()),
+            "tokens": int(scores["lstm"][mask, 2].sum()),
             **rows,
             "lstm_vs_trigram_nll_ratio": _ratio(rows["lstm"]["nll"], rows.get("trigram", {}).get("nll")),
         }
