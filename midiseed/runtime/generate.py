@@ -11,7 +11,16 @@ import numpy as np
 
 from midiseed.runtime.codec import CodecError, Event, parse_note_name
 from midiseed.runtime.engine import Engine
-from midiseed.runtime.sampling import Decoding, Grammar, Steering, banned_by_no_repeat, choose
+from midiseed.runtime.sampling import (
+    MAX_LOOP_GUARD,
+    Decoding,
+    Grammar,
+    Steering,
+    banned_by_no_repeat,
+    choose,
+    loop_refusals,
+    periodic_runs,
+)
 
 
 class Generator:
@@ -53,6 +62,8 @@ class Generator:
         self.grammar = Grammar(self.codec, steering=self.in_force)
         self.logits: np.ndarray | None = None
         self.history: list[int] = []
+        self.events: list[Event] = []  # the recent events heard and played, for the loop guard
+        self.loop_allow: dict[int, int] = {}  # period -> longest run the phrase heard repeated itself
 
     def prime(self, events: Sequence[Event]) -> None:
         """Read events (a seed phrase, or notes just played) in one call, on top of the current state.
@@ -62,18 +73,32 @@ class Generator:
             return
         if any(ev.pitches for ev in events):
             self.followed = Steering.follow(events, self.codec.grid.max_poly)
+            self.loop_allow = periodic_runs(events, self.decoding.loop_guard)
             self.grammar.steering = self.in_force
         logits, self.state = self.engine.run(tokens[None, :], self.state)
         self.logits = logits[0, -1]
         for t in tokens.tolist():
             self.grammar.feed(t)
         self.history.extend(tokens.tolist())
+        self._remember(events)
+
+    def _remember(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+        keep = 2 * MAX_LOOP_GUARD
+        if len(self.events) > 2 * keep:
+            del self.events[:-keep]
 
     def next_event(self, require_notes: bool = False) -> Event:
         """Choose tokens until one event is complete; the model steps once per token.
         With `require_notes`, the event is not a rest (an answer starts with notes, not silence)."""
         if self.logits is None:
             self.prime([Event((), (), self.codec.grid.steps_per_beat)])  # nothing heard yet: a beat's rest
+        d = self.decoding
+        refused = (
+            loop_refusals(self.events, d.loop_guard, self.loop_allow, d.loop_repeats)
+            if d.loop_guard
+            else set()
+        )
         while True:
             allowed = self.grammar.allowed()
             if require_notes and not self.grammar.reader.pending:
@@ -84,6 +109,8 @@ class Generator:
                 guarded[list(banned)] = False
                 if guarded.any():
                     allowed = guarded
+            if refused:
+                allowed = self._refuse(allowed, refused)
             token = choose(self.logits, self.decoding, self.rng, allowed)
             self.history.append(token)
             if len(self.history) > 4 * self.decoding.window:
@@ -91,7 +118,21 @@ class Generator:
             event = self.grammar.feed(token)
             self.logits, self.state = self.engine.step(token, self.state)
             if event is not None:
+                self._remember([event])
                 return event
+
+    def _refuse(self, allowed: np.ndarray, refused: set[Event]) -> np.ndarray:
+        """`allowed` less the durations that would complete a refused event from the pitches chosen
+        so far (unchanged if that leaves nothing)."""
+        pending = self.grammar.reader.pending
+        pitches = tuple(sorted(pending))
+        held = tuple(pending[p] for p in pitches)
+        ends = [self.codec.duration(ev.steps) for ev in refused if ev.pitches == pitches and ev.held == held]
+        if not ends:
+            return allowed
+        guarded = allowed.copy()
+        guarded[ends] = False
+        return guarded if guarded.any() else allowed
 
     def generate(self, n_events: int) -> list[Event]:
         return [self.next_event() for _ in range(n_events)]
