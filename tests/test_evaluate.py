@@ -124,7 +124,15 @@ def test_evaluate_end_to_end(report, tiny_onnx, midi_folder):
     nt = report["next_token"]
     assert report["lstm_vs_trigram_nll_ratio"] == pytest.approx(nt["lstm"]["nll"] / nt["trigram"]["nll"])
     assert nt["trigram"]["nll"] < nt["unigram"]["nll"]  # the baselines learn something from the data
-    assert list(report["decoding"]) == ["greedy", "temperature_1.0", "top_k_8", "no_repeat_12", "data"]
+    assert list(report["decoding"]) == [
+        "greedy",
+        "temperature_1.0",
+        "top_k_8",
+        "no_repeat_12",
+        "loop_guard_32",
+        "data",
+    ]
+    assert report["decoding"]["loop_guard_32"]["loop_share"] <= report["decoding"]["greedy"]["loop_share"]
     for name, row in report["decoding"].items():
         assert row["samples"] == min(2, evaluated) or name == "data"
         assert row["samples"] >= 1
@@ -162,6 +170,7 @@ def test_format_report_has_both_tables_and_every_row(report):
         "temperature_1.0",
         "top_k_8",
         "no_repeat_12",
+        "loop_guard_32",
     ]:
         assert f"| {name} |" in text
     assert "| data |" in text

@@ -11,10 +11,10 @@ from midiseed.cli._app import app, setup_logging, user_errors
 from midiseed.errors import BadValue
 
 
-def _decoding(temperature: float, top_k: int, no_repeat: int):
+def _decoding(temperature: float, top_k: int, no_repeat: int, loop_guard: int):
     from midiseed.runtime.sampling import Decoding
 
-    return Decoding(temperature=temperature, top_k=top_k, no_repeat=no_repeat)
+    return Decoding(temperature=temperature, top_k=top_k, no_repeat=no_repeat, loop_guard=loop_guard)
 
 
 def _steering(seed, voices: int, low: str | None, high: str | None, max_poly: int):
@@ -50,6 +50,15 @@ def generate(
     temperature: Annotated[float, typer.Option(min=0, max=10, help="0 = greedy.")] = 0.0,
     top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest (0 = all).")] = 0,
     no_repeat: Annotated[int, typer.Option(min=0, help="Forbid repeating token n-grams of this length.")] = 0,
+    loop_guard: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=64,
+            help="No pattern of up to this many events plays more than 1.5 times in a row, unless"
+            " the seed did (0 = off).",
+        ),
+    ] = 32,
     bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
     png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
     wav: Annotated[
@@ -95,7 +104,9 @@ def generate(
     else:
         seed = parse_seed_notes(seed_notes or "", grid.steps_per_beat)
     steering = _steering(seed, voices, low, high, grid.max_poly)
-    gen = Generator(engine, _decoding(temperature, top_k, no_repeat), seed=random_seed, steering=steering)
+    gen = Generator(
+        engine, _decoding(temperature, top_k, no_repeat, loop_guard), seed=random_seed, steering=steering
+    )
     gen.prime(seed)
     continuation = gen.generate(steps)
     notes = events_to_notes(seed + continuation)

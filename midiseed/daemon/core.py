@@ -23,7 +23,7 @@ from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.runtime.codec import Event
 from midiseed.runtime.generate import Generator
-from midiseed.runtime.sampling import Steering
+from midiseed.runtime.sampling import MAX_LOOP_GUARD, Steering
 
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1
@@ -187,6 +187,8 @@ class Performer:
         elif control == cfg.no_repeat_cc:
             n = value // 8
             self._decoding(no_repeat=0 if n < 2 else n)
+        elif control == cfg.loop_guard_cc:
+            self._decoding(loop_guard=min(value, MAX_LOOP_GUARD))
         return None
 
     def _apply_steering(self) -> None:

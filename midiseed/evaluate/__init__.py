@@ -43,7 +43,7 @@ from midiseed.evaluate.nexttoken import (
 )
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
-from midiseed.runtime.sampling import Decoding, Steering
+from midiseed.runtime.sampling import LOOP_GUARD, Decoding, Steering
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events, transposition_range
 
@@ -52,6 +52,7 @@ DECODINGS = {
     "temperature_1.0": Decoding(temperature=1.0),
     "top_k_8": Decoding(temperature=1.0, top_k=8),
     "no_repeat_12": Decoding(no_repeat=12),
+    f"loop_guard_{LOOP_GUARD}": Decoding(loop_guard=LOOP_GUARD),
 }
 __all__ = [
     "BASELINES",

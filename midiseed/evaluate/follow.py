@@ -1,7 +1,9 @@
 """Does the answer follow the seed? The "follows the seed" table of `midiseed evaluate`, per collection.
 
 Each held-out piece gives one seed, its first `seed_len` (32) events. The model continues it greedily
-for `answer_len` (64) events, and the answer is compared with the seed on:
+for `answer_len` (64) events, twice: alone (`model`), and as `generate` and the daemon serve it
+(`served`: following the seed's voices and register, with the loop guard of `Decoding.loop_guard`).
+Each answer is compared with the seed on:
 
 - texture: struck notes per onset. The factor max(r, 1/r) of r = answer / seed, so 1.0 is a perfect
   match and 2.0 is twice (or half) as many notes per onset, whichever way;
@@ -30,13 +32,17 @@ from midiseed.evaluate.keys import find_key, in_key_share
 from midiseed.runtime.codec import Event
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
-from midiseed.runtime.sampling import Decoding, Steering
+from midiseed.runtime.sampling import LOOP_GUARD, Decoding, Steering
 
 SEED_EVENTS = 32
 ANSWER_EVENTS = 64
 LOOP_PERIODS = (8, 32)
-# the model alone, and the model as `generate` and the daemon serve it (following the seed)
-STEERINGS: dict[str, Steering | None] = {"model": Steering(), "served": None}
+# the model alone (unsteered, plain greedy), and the model as `generate` and the daemon serve it:
+# following the seed's voices and register (steering None), with the loop guard
+SOURCES: dict[str, tuple[Steering | None, Decoding]] = {
+    "model": (Steering(), Decoding()),
+    "served": (None, Decoding(loop_guard=LOOP_GUARD)),
+}
 MIN_CONTINUATION = 16  # events of a piece's own continuation for its `data` row
 
 
@@ -127,13 +133,14 @@ def follow_table(
     seeds: int | None = 50,
     seed_len: int = SEED_EVENTS,
     answer_len: int = ANSWER_EVENTS,
-    steerings: dict[str, Steering | None] | None = None,
+    sources: dict[str, tuple[Steering | None, Decoding]] | None = None,
 ) -> dict:
-    """Per collection: the following measures of greedy answers under each steering, and of the data.
+    """Per collection: the following measures of greedy answers from each source (a steering and a
+    decoding, `SOURCES` by default), and of the data.
 
     `pieces` maps a collection to its held-out pieces (as events, in a fixed order); up to `seeds`
     of them (None: all), spread evenly over the list, give a seed each."""
-    steerings = STEERINGS if steerings is None else steerings
+    sources = SOURCES if sources is None else sources
     table: dict = {}
     for collection, plist in sorted(pieces.items()):
         usable = [p for p in plist if len(p) >= seed_len and usable_seed(p[:seed_len])]
@@ -142,10 +149,10 @@ def follow_table(
         if seeds is not None and len(usable) > seeds:
             usable = [usable[int(i)] for i in np.linspace(0, len(usable) - 1, seeds).round()]
         entry: dict = {"pieces": len(plist)}
-        for name, steering in steerings.items():
+        for name, (steering, decoding) in sources.items():
             rows = []
             for piece in usable:
-                gen = Generator(engine, Decoding(), steering=steering)
+                gen = Generator(engine, decoding, steering=steering)
                 gen.prime(piece[:seed_len])
                 rows.append(compare(piece[:seed_len], gen.generate(answer_len)))
             entry[name] = summarise(rows)
@@ -166,8 +173,9 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
         f"Follows the seed: greedy answers of {answer_len} events to the first {seed_len} events of held-out"
         " pieces. Texture and rhythm are factors max(r, 1/r) of answer/seed (1 = the same); in key ="
         " share of note time on the seed's key's scale; shift = |mean pitch change| in semitones; medians"
-        " per collection. Loop shares are means. `model` = unsteered, `served` = following the seed's"
-        " voices and register (the default), `data` = the pieces' own next events.",
+        " per collection. Loop shares are means. `model` = unsteered plain greedy, `served` = as served by"
+        " default: following the seed's voices and register, with the loop guard; `data` = the pieces'"
+        " own next events.",
         "",
         f"| collection | source | seeds | texture × | rhythm × | in key | shift (st) | loops ≤ {p1}"
         f" | loops ≤ {p2} | loop seeds |",

@@ -1,0 +1,63 @@
+"""How the loop guard was chosen: the "follows the seed" table on the validation split, per setting.
+
+    python scripts/loop_guard_sweep.py [MODEL] [SEEDS]    (defaults: the shipped model, 50)
+
+Needs data/music21 (scripts/make_music21_model.sh exports it). Prints, per setting, how many
+collections with at least 7 seeds meet each goal of issue 11 on the served answers (following the
+seed's voices and register), then the table itself.
+"""
+
+import sys
+from pathlib import Path
+
+from midiseed.evaluate import choose_split, collection_of
+from midiseed.evaluate.follow import follow_table, format_follow
+from midiseed.runtime.engine import Engine
+from midiseed.runtime.sampling import Decoding
+from midiseed.training.corpus import load_corpus
+from midiseed.training.dataset import piece_events
+
+SETTINGS = {
+    "off": Decoding(),
+    "32 x1.5": Decoding(loop_guard=32, loop_repeats=1.5),
+    "32 x1.75": Decoding(loop_guard=32, loop_repeats=1.75),
+    "32 x2": Decoding(loop_guard=32, loop_repeats=2.0),
+}
+MIN_SEEDS = 7
+
+
+def goals(table: dict) -> dict:
+    met = dict.fromkeys(("texture", "rhythm", "in_key", "loop_8", "loop_32"), 0)
+    for entry in table.values():
+        row, data = entry["served"], entry["data"]
+        if row["seeds"] < MIN_SEEDS:
+            continue
+        met["texture"] += (row["texture"] or 9) <= 1.3
+        met["rhythm"] += (row["rhythm"] or 9) <= 1.3
+        met["in_key"] += (row["in_key"] or 0) >= 0.9
+        for p in ("loop_8", "loop_32"):
+            met[p] += row[p] <= (data[p] or 0) + 0.05
+    return met
+
+
+def main() -> None:
+    model = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    engine = Engine(model, provider="cpu")
+    corpus = load_corpus(Path("data/music21"), engine.codec.grid)
+    _, files, _ = choose_split(engine.info.meta, corpus.files, "validation")
+    notes_of = dict(zip(corpus.files, corpus.notes))
+    pieces: dict[str, list] = {}
+    for f, p in zip(files, piece_events([notes_of[f] for f in files], engine.codec.grid, [0])):
+        pieces.setdefault(collection_of(f), []).append(p)
+    tables = {}
+    for name, decoding in SETTINGS.items():
+        tables[name] = follow_table(engine, pieces, seeds, sources={"served": (None, decoding)})
+        counted = sum(e["served"]["seeds"] >= MIN_SEEDS for e in tables[name].values())
+        print(f"{name}: goals met in {counted} collections: {goals(tables[name])}", flush=True)
+    for name, table in tables.items():
+        print(f"\n## loop guard {name}\n\n{format_follow(table)}")
+
+
+if __name__ == "__main__":
+    main()
