@@ -7,10 +7,10 @@ the machine's load falls on both alike:
 
     python -m midiseed.bench.cpu --baseline /tmp/midiseed-6701c81 [--repeats 5] [--seconds 10]
 
-Each repeat also measures the floor: `jack_midi_dump` (JACK's own example client, C, one MIDI
-input port, nothing else) idling on the same server for the same window. Every JACK client's
-process thread wakes once a period (750 times a second at 48 kHz and 64 frames) whether or not
-MIDI arrives, so no daemon with JACK ports idles below it.
+Each repeat also measures the floor: the JACK threads of `jack_midi_dump` (JACK's own example
+client, C, one MIDI input port, nothing else) idling on the same server for the same window. Every
+JACK client's process thread wakes once a period (750 times a second at 48 kHz and 64 frames)
+whether or not MIDI arrives; python-rtmidi opens one client per port, so the daemon has two.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def _one(model: Path, tmp: Path, watch: PortWatch, name: str, kind: str, seconds
 
 
 def _floor(seconds: float) -> float | None:
-    """% of a core that `jack_midi_dump` (one bare native JACK MIDI client) uses idling on the
-    server for `seconds`; None when it is not installed or does not come up."""
+    """% of a core that the JACK threads of `jack_midi_dump` (one bare native JACK MIDI client) use
+    idling on the server for `seconds`; None when it is not installed or does not come up."""
     if not shutil.which("jack_midi_dump"):
         return None
     proc = subprocess.Popen(["jack_midi_dump"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -86,9 +86,13 @@ def _floor(seconds: float) -> float | None:
             return None
         tick = os.sysconf("SC_CLK_TCK")
 
-        def cpu() -> float:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / tick
+        def cpu() -> float:  # its JACK threads only: its main thread polls for output to print
+            total = 0.0
+            for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                if task.name != str(proc.pid):
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                    total += (int(fields[11]) + int(fields[12])) / tick
+            return total
 
         c0, t0 = cpu(), time.monotonic()
         time.sleep(seconds)
@@ -161,7 +165,7 @@ def bench_cpu(
 
     summary = line(now)
     if floor is not None:
-        summary += f"; floor (one bare native JACK MIDI client, jack_midi_dump, idle): {floor}%"
+        summary += f"; floor (JACK's threads of one bare native MIDI client, jack_midi_dump, idle): {floor}%"
     if "before" in out:
         summary += f"; before: {line(out['before'])}"
     if now["xruns_streaming"] is not None:
