@@ -92,8 +92,8 @@ def test_the_guard_lets_the_answer_repeat_as_the_phrase_did():
     answer = gen.generate(4)
     assert answer[:3] == [A, A, A] and answer[3] != A
     gen.reset()
-    gen.prime([B, C, D])  # a phrase with no repeats: none in the answer either
-    assert gen.generate(2) == [A, note(60, 2)]
+    gen.prime([B, C, D])  # a phrase with no repeats: none in the answer either; and no note
+    assert gen.generate(2) == [A, note(60, 8)]  # shorter than its own (4 steps): 2 is out, 8 next
 
 
 def test_the_guard_costs_nothing_when_off():

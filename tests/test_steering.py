@@ -8,7 +8,7 @@ from midiseed.cli import app
 from midiseed.errors import BadValue
 from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.engine import Engine
-from midiseed.runtime.generate import Generator
+from midiseed.runtime.generate import Generator, parse_seed_notes
 from midiseed.runtime.midifile import read_notes
 from midiseed.runtime.sampling import FOLLOW_MARGIN, Grammar, Steering
 
@@ -91,11 +91,11 @@ def test_bad_steering_is_a_user_error(kwargs):
 def test_follow_takes_the_most_voices_and_widens_the_range():
     phrase = [struck(62, steps=2), struck(66, 69, steps=2), Event((), (), 2), struck(74, steps=4)]
     s = Steering.follow(phrase)
-    assert s == Steering(voices=2, low=62 - FOLLOW_MARGIN, high=74 + FOLLOW_MARGIN)
+    assert s == Steering(voices=2, low=62 - FOLLOW_MARGIN, high=74 + FOLLOW_MARGIN, shortest=2)
     held = [struck(48, 52, 55, 60, steps=4), Event((48, 52, 55, 60, 64), (True,) * 4 + (False,), 4)]
     assert Steering.follow(held).voices == 5  # held pitches sound too
     assert Steering.follow(held, max_poly=4).voices == 4
-    assert Steering.follow([struck(2), struck(126)]) == Steering(1, 0, 127)  # clipped to MIDI
+    assert Steering.follow([struck(2), struck(126)]) == Steering(1, 0, 127, shortest=2)  # clipped to MIDI
     assert Steering.follow([Event((), (), 4)]) == Steering()  # no notes: no steering
 
 
@@ -129,7 +129,7 @@ def test_generator_follows_the_seed_by_default_and_a_set_steering_wins(engine):
     melody = [struck(p, steps=2) for p in (62, 64, 66, 67, 69, 67, 66, 64, 62, 66, 69, 74)]
     gen = Generator(engine)
     gen.prime(melody)
-    assert gen.in_force == Steering(1, 62 - FOLLOW_MARGIN, 74 + FOLLOW_MARGIN)
+    assert gen.in_force == Steering(1, 62 - FOLLOW_MARGIN, 74 + FOLLOW_MARGIN, shortest=2)
     events = gen.generate(32)
     assert all(len(ev.pitches) <= 1 for ev in events)
     assert all(62 - FOLLOW_MARGIN <= p <= 74 + FOLLOW_MARGIN for ev in events for p in ev.pitches)
@@ -179,3 +179,50 @@ def test_random_walks_under_random_steering_never_dead_end_and_always_obey_it():
                     break
             assert len(ev.pitches) <= (steering.voices or codec.grid.max_poly)
             assert all(steering.low <= p <= steering.high for p in ev.pitches)
+
+
+def test_fewest_strikes_chords_whole_and_never_holds_a_note_into_one():
+    grammar = Grammar(codec, steering=Steering(voices=4, low=40, high=80, fewest=3))
+    durations = [codec.duration(n) for n in range(1, codec.grid.max_steps + 1)]
+    assert grammar.allowed()[durations].all()  # a rest is still allowed
+    grammar.feed(codec.struck(48))
+    mask = grammar.allowed()
+    assert not mask[durations].any()  # one note struck: not a chord yet
+    assert mask[codec.struck(55)] and not mask[codec.held(55)]
+    grammar.feed(codec.struck(55))
+    assert not grammar.allowed()[durations].any()
+    grammar.feed(codec.struck(64))
+    assert grammar.allowed()[durations].all()  # three struck: the chord may end
+    grammar.feed(codec.duration(4))
+    mask = grammar.allowed()
+    assert not mask[codec.held(48)] and not mask[codec.held(64)]  # nothing held on: strike or rest
+
+
+def test_shortest_keeps_struck_events_no_faster_than_the_phrase():
+    grammar = Grammar(codec, steering=Steering(voices=4, shortest=4))
+    assert grammar.allowed()[codec.duration(1)]  # a short rest is fine
+    grammar.feed(codec.struck(60))
+    mask = grammar.allowed()
+    assert not mask[codec.duration(2)] and not mask[codec.duration(3)]
+    assert mask[codec.duration(4)] and mask[codec.duration(8)]
+
+
+def test_follow_takes_the_thinnest_chord_and_the_shortest_note_but_not_the_last():
+    chords = [struck(48, 55, 64, steps=8), struck(45, 57, 60, 64, steps=8), struck(41, 57, 65, steps=2)]
+    s = Steering.follow(chords)
+    assert (s.voices, s.fewest, s.shortest) == (4, 3, 8)  # the last chord's 2 steps may be cut short
+    melody = [struck(60, steps=2), struck(62, 64, steps=4), struck(65, steps=4)]
+    assert Steering.follow(melody).fewest == 0  # one onset struck a single note: no floor
+    assert Steering.follow(melody).shortest == 2
+    with pytest.raises(BadValue):
+        Steering(voices=2, fewest=3)
+
+
+def test_the_shipped_model_answers_block_chords_with_block_chords_at_their_rate(engine):
+    text = "C3+G3+C4+E4:2 A2+A3+C4+E4:2 F2+A3+C4+F4:2 G2+B3+D4+G4:2 " * 2
+    seed = parse_seed_notes(text, codec.grid.steps_per_beat)
+    gen = Generator(engine)
+    gen.prime(seed)
+    answer = [ev for ev in gen.generate(16) if ev.pitches]
+    assert answer and all(len(ev.pitches) == 4 and not any(ev.held) for ev in answer)
+    assert all(ev.steps >= 8 for ev in answer)

@@ -202,7 +202,8 @@ class Performer:
         lo, hi = low or followed.low, high or followed.high
         if lo > hi:  # one bound set past the other: a set bound wins over a followed one
             lo, hi = (min(low, high), max(low, high)) if low and high else (lo, lo) if low else (hi, hi)
-        self.gen.steering = Steering(min(voices or followed.voices, self.grid.max_poly), lo, hi)
+        cap = min(voices or followed.voices, self.grid.max_poly)
+        self.gen.steering = Steering(cap, lo, hi, min(followed.fewest, cap), followed.shortest)
 
     def _decoding(self, **change) -> None:
         self.gen.decoding = replace(self.gen.decoding, **change)

@@ -29,15 +29,25 @@ class Steering:
 
     The defaults steer nothing. A pitch held over from before that is now outside the register is
     not held on: it ends at the next event boundary (ending a note is always playable), so a
-    register change takes effect within one event."""
+    register change takes effect within one event.
+
+    `fewest` (2 or more) answers chords with chords: every event that sounds strikes at least that
+    many notes and holds none, as a player striking block chords does. `shortest` keeps the answer
+    no faster than the phrase: an event that strikes a note lasts at least that many grid steps."""
 
     voices: int = 0  # most pitches sounding at once (struck or held): 0 = no cap, else 1..max_poly
     low: int = 0  # lowest pitch an event may hold or strike (MIDI number)
     high: int = 127  # highest pitch an event may hold or strike
+    fewest: int = 0  # fewest notes an event that sounds must strike (none held): 0 or 1 = no floor
+    shortest: int = 0  # fewest grid steps an event that strikes a note may last: 0 = no floor
 
     def __post_init__(self) -> None:
         if not 0 <= self.voices <= 127:
             raise BadValue(f"voices must be 0 (no cap) or 1..max_poly, got {self.voices}")
+        if not 0 <= self.fewest <= (self.voices or 127):
+            raise BadValue(f"fewest must be 0 (no floor) up to voices, got {self.fewest} with {self.voices}")
+        if self.shortest < 0:
+            raise BadValue(f"shortest must be 0 (no floor) or more grid steps, got {self.shortest}")
         if not 0 <= self.low <= self.high <= 127:
             raise BadValue(
                 f"register must satisfy 0 <= low <= high <= 127, got low={self.low} high={self.high}"
@@ -45,17 +55,32 @@ class Steering:
 
     @classmethod
     def follow(cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN) -> Steering:
-        """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
-        and its lowest..highest pitch widened by `margin` semitones. A phrase with no notes steers
+        """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`);
+        its lowest..highest pitch widened by `margin` semitones; chords struck as thick as its
+        thinnest onset (a floor only when every onset struck two notes or more); and events that
+        strike no shorter than its shortest such event (its last event left out: a phrase heard
+        live ends when the player lets go, not when the beat does). A phrase with no notes steers
         nothing."""
-        most, low, high = 0, 128, -1
+        events = list(events)
+        most, fewest, low, high = 0, 128, 128, -1
         for ev in events:
             if ev.pitches:
                 most = max(most, len(ev.pitches))
                 low, high = min(low, ev.pitches[0]), max(high, ev.pitches[-1])
+            struck = ev.held.count(False)
+            if struck:
+                fewest = min(fewest, struck)
         if not most:
             return cls()
-        return cls(min(most, max_poly), max(0, low - margin), min(127, high + margin))
+        voices = min(most, max_poly)
+        strikes = [ev.steps for ev in events[:-1] if False in ev.held]
+        return cls(
+            voices,
+            max(0, low - margin),
+            min(127, high + margin),
+            fewest=min(fewest, voices) if fewest > 1 else 0,
+            shortest=min(strikes, default=0),
+        )
 
 
 # The loop guard (`Decoding.loop_guard`). Greedy decoding falls into loops: a pattern of a few
@@ -133,6 +158,8 @@ class Grammar:
         pitch = self._pitch
         self._in_register = (pitch >= value.low) & (pitch <= value.high)
         self._ok = self._pitch_or_held_ok & self._in_register  # kept combined: allowed() runs per token
+        steps = np.arange(len(self.codec)) - self.codec.duration(0)
+        self._dur_long_enough = self._dur & (steps >= value.shortest)
 
     def feed(self, token: int) -> Event | None:
         ev = self.reader.feed(token)
@@ -150,10 +177,19 @@ class Grammar:
     def allowed(self) -> np.ndarray:
         """Boolean mask over the vocabulary."""
         pending = self.reader.pending
+        durations = self._dur
+        if self._steering.shortest and not all(pending.values()):
+            durations = self._dur_long_enough  # an event that strikes: no faster than the phrase heard
         if len(pending) >= self._cap:
-            return self._dur.copy()
+            return durations.copy()
         last = max(pending) if pending else -1
-        return ((self._pitch > last) & self._ok) | self._dur
+        pitches = (self._pitch > last) & self._ok
+        if self._steering.fewest > 1:
+            # chords with chords: every event that sounds strikes at least `fewest` notes, none held
+            pitches &= ~self._held
+            if 0 < len(pending) < self._steering.fewest and pitches.any():
+                return pitches  # too few notes struck yet: another pitch, not the end of the event
+        return pitches | durations
 
 
 def banned_by_no_repeat(history: list[int], n: int, window: int) -> set[int]:
