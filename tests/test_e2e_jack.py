@@ -300,6 +300,30 @@ def test_steering_ccs_make_a_single_line_inside_the_register(daemon_factory):
     assert player.left_on() == set()
 
 
+def test_block_chords_are_answered_with_block_chords_and_the_loop_guard_cc_is_live(daemon_factory):
+    daemon, player = daemon_factory("chords", answer_beats=("performance", 4), bpm=("timing", 240))
+    player.send([0xB0, 105, 8])  # the loop guard: patterns of up to 8 events
+    time.sleep(0.1)
+    for chord in ((48, 55, 64, 72), (45, 57, 64, 69), (41, 57, 65, 69), (43, 59, 62, 67)):
+        for pitch in chord:
+            player.send([0x90, pitch, 100])
+        time.sleep(0.25)  # a beat at 240 bpm
+        for pitch in chord:
+            player.send([0x80, pitch, 0])
+    player.wait_for_notes(4)
+    time.sleep(1.5)  # the four beats of the answer at 240 bpm, and some
+    assert daemon.stop() == 0
+    onsets: list[list[float]] = []  # note-on arrival times, grouped: a chord arrives within a period
+    for t, _ in sorted(player.note_ons()):
+        if onsets and t - onsets[-1][0] < 0.005:
+            onsets[-1].append(t)
+        else:
+            onsets.append([t])
+    assert onsets and all(len(group) == 4 for group in onsets), onsets  # every onset a 4-note chord
+    assert "loop_guard=8" in daemon.output()
+    assert player.left_on() == set()
+
+
 def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
     """Streaming at the fastest tempo while a flood of clock pulses and notes comes in and two
     busy processes compete for the two cores: SIGTERM still ends it, every note off, within 1 s."""
