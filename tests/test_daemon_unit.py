@@ -86,6 +86,20 @@ def play(rig: Rig, t: float, pitch: int, length: float = 0.2) -> None:
     rig.at(t + length, [0x80, pitch, 0])
 
 
+def test_the_loop_sleeps_long_only_when_nothing_is_going_on():
+    rig = Rig(answer_beats=2)
+    assert rig.perf.next_deadline(0.0) == pytest.approx(1.0)  # idle: only input would wake it
+    rig.at(0.1, [0x90, 60, 90])
+    assert rig.perf.next_deadline(0.1) <= 0.1 + 0.05  # a key is down: watched for a stuck note
+    rig.at(0.3, [0x80, 60, 0])
+    rig.advance(1.2)  # the phrase is over and the answer plays
+    assert rig.perf.cursor is not None
+    assert rig.perf.next_deadline(1.2) <= 1.2 + 0.05
+    rig.advance(4.0)  # the answer is over
+    assert rig.perf.cursor is None and not rig.perf.plan
+    assert rig.perf.next_deadline(4.0) == pytest.approx(5.0)
+
+
 def test_respond_answers_after_the_silence_on_the_next_beat_for_the_answer_length():
     rig = Rig(answer_beats=2)
     play(rig, 0.0, 60, 0.25)

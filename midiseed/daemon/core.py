@@ -27,7 +27,11 @@ from midiseed.runtime.sampling import MAX_LOOP_GUARD, Steering
 
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1
-SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is further away than this
+SEND_GUARD_SECONDS = 0.002
+# The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
+# ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
+BUSY_TICK_SECONDS = 0.05
+IDLE_TICK_SECONDS = 1.0  # generate ahead only when the next due note is further away than this
 CHANNEL_MSG_LEN = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 SYSTEM = {0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xF2: "songpos"}
 
@@ -363,12 +367,13 @@ class Performer:
         # "due" is what tick(t) would do, tested as tick tests it; a deadline that has passed
         # but is not due (a note waiting for its MIDI clock pulse, which will wake the loop) is
         # left out, or the service's wait would become a spin
-        times = [t + 0.05]
+        listener = self.listener
+        busy = self.cursor is not None or self.plan or listener.held or listener.group is not None
+        times = [t + (BUSY_TICK_SECONDS if busy else IDLE_TICK_SECONDS)]
         if self.plan:
             if self.plan[0][0] <= self.tempo.position(t) + 1e-9:
                 return t
             times.append(self.tempo.time_of(self.plan[0][0]))
-        listener = self.listener
         if self.mode == "respond" and listener.last_release_t is not None and listener.finished:
             silence = self.cfg.silence_beats * self.grid.steps_per_beat * self.tempo.step_seconds
             if self.cursor is None and listener.phrase_ready(t, silence):
@@ -379,7 +384,7 @@ class Performer:
             if t - group.t >= listener.chord_seconds:
                 return t
             times.append(group.t + listener.chord_seconds)
-        return min([x for x in times if x > t] or [t + 0.05])
+        return min([x for x in times if x > t] or [t + BUSY_TICK_SECONDS])
 
     @property
     def dropped(self) -> int:
