@@ -50,6 +50,11 @@ class SystemClock:
         """time.monotonic()."""
         return time.monotonic()
 
+    def wake_fd(self) -> int:
+        """The socket end `wake()` writes to, for a waker outside Python (the JACK extension's
+        process thread writes a byte there itself)."""
+        return self._w.fileno()
+
     def wake(self) -> None:
         """Cut the wait short (see the class docstring for why this is all it does)."""
         if self._pending:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from midiseed.daemon import jackports
 from midiseed.daemon.clock import Clock, SystemClock
 from midiseed.daemon.config import Config
 from midiseed.daemon.core import Command, Performer
@@ -91,8 +92,18 @@ class Service:
             self.tempo = MidiClockTempo(spb, cfg.bpm)
         else:
             self.tempo = InternalTempo(cfg.bpm, spb, self.clock.now())
-        if open_ports is None:
-            self.backend = choose_backend(cfg.backend)
+        self.backend = choose_backend(cfg.backend) if open_ports is None else cfg.backend
+        native = self.backend == "jack" and jackports.available() and hasattr(self.clock, "wake_fd")
+        if open_ports is None and native:  # one JACK client, no Python in JACK's thread
+            self.ports = jackports.JackPorts(
+                cfg.client_name,
+                cfg.in_port,
+                cfg.out_port,
+                cfg.connect_from,
+                cfg.connect_to,
+                wake_fd=self.clock.wake_fd(),
+            )
+        elif open_ports is None:
             self.ports = Ports(
                 self.backend,
                 cfg.client_name,
@@ -103,7 +114,6 @@ class Service:
                 wake=self.clock.wake,
             )
         else:
-            self.backend = cfg.backend
             self.ports = open_ports(cfg.backend, self.clock.wake)
         self.started = self.clock.now()
         self.performer = Performer(

@@ -1,0 +1,110 @@
+"""The JACK extension on a real (dummy) JACK server: one client with both ports, messages both ways,
+the wake-up byte, named connections that come and go, and bad messages refused."""
+
+import os
+import select
+import socket
+import time
+
+import pytest
+
+from midiseed.daemon import jackports
+from midiseed.daemon.ports import PortError
+
+pytestmark = pytest.mark.jack
+
+
+@pytest.fixture
+def wake():
+    r, w = socket.socketpair()
+    r.setblocking(False)
+    w.setblocking(False)
+    yield r, w
+    r.close()
+    w.close()
+
+
+@pytest.fixture
+def ports(jack, wake):
+    opened = []
+
+    def open_(**kwargs):
+        name = f"jp{os.getpid()}-{len(opened)}"
+        p = jackports.JackPorts(name, f"{name}-in", f"{name}-out", wake_fd=wake[1].fileno(), **kwargs)
+        opened.append(p)
+        return p
+
+    yield open_
+    for p in opened:
+        p.close()
+
+
+def test_the_extension_is_built_where_jack_is_installed():
+    assert jackports.available()  # .ci/run installs jackd2 before `pip install -e .` builds it
+
+
+def test_one_client_holds_both_ports_and_loops_messages_back_with_a_wake_up(ports, wake):
+    p = ports()
+    inp, out = p.port_names
+    assert inp.split(":")[0] == out.split(":")[0]  # one client
+    assert p._client.connect(out, inp) == 0
+    p.send([0x90, 60, 100])
+    p.send([0x80, 60, 0])
+    p.send([0xF0, 0x7D, 1, 2, 0xF7])
+    ready, _, _ = select.select([wake[0]], [], [], 2.0)
+    assert ready  # the process thread wrote the byte
+    deadline, got = time.monotonic() + 2, []
+    while len(got) < 3 and time.monotonic() < deadline:
+        got += p.poll()
+        time.sleep(0.005)
+    assert got == [[0x90, 60, 100], [0x80, 60, 0], [0xF0, 0x7D, 1, 2, 0xF7]]
+    assert p.dropped == (0, 0)
+
+
+def test_bad_messages_are_refused_and_a_closed_client_says_so(ports):
+    p = ports()
+    with pytest.raises(ValueError, match="byte 1"):
+        p.send([0x90, 300, 1])
+    with pytest.raises(ValueError, match="of 0 bytes"):
+        p.send([])
+    with pytest.raises(ValueError, match="of 2001 bytes"):
+        p.send([0xF0] + [1] * 2000)
+    p.close()
+    p.close()  # idempotent
+    with pytest.raises(OSError, match="closed"):
+        p.send([0x90, 60, 1])
+
+
+def test_named_ports_are_connected_when_they_appear_and_again_after_they_left(ports):
+    import rtmidi
+
+    name = f"named{os.getpid()}"
+    p = ports(connect_to=(f"{name}-in",))
+    assert p.named[0].port is None
+
+    def synth():
+        port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
+        port.open_virtual_port(f"{name}-in")
+        return port
+
+    for _ in range(2):  # plugged in, pulled out, plugged in again
+        s = synth()
+        p.maintain()
+        assert p.named[0].port is not None and p.named[0].port.endswith(f"{name}-in")
+        p.send([0x90, 64, 90])
+        deadline, got = time.monotonic() + 2, None
+        while got is None and time.monotonic() < deadline:
+            got = s.get_message()
+            time.sleep(0.005)
+        assert got is not None and got[0] == [0x90, 64, 90]
+        s.close_port()
+        s.delete()
+        p.maintain()
+        assert p.named[0].port is None
+
+
+def test_a_port_name_taken_is_a_port_error(ports, wake):
+    p = ports()
+    client = p.port_names[0].split(":")[0]
+    with pytest.raises(PortError, match="is taken"):
+        jackports.JackPorts(client, f"{client}-in", f"{client}-out", wake_fd=wake[1].fileno())
