@@ -160,6 +160,9 @@ def test_daemon_also_plays_to_a_named_port_and_ports_lists_it(daemon_factory):
         listing = CliRunner().invoke(app, ["ports"])
         assert listing.exit_code == 0
         assert "jack:" in listing.output and f"{daemon.name}-in" in listing.output
+        # one JACK client holds both ports (the JACK extension); `ports` names ours that way too
+        assert f"{daemon.name}:{daemon.name}-out" in listing.output
+        assert "listen to:    midiseed:midiseed-out" in listing.output
         player.phrase([60, 62], 0.1)
         player.wait_for_notes(1)
         time.sleep(0.3)

@@ -104,9 +104,13 @@ def ports(
     path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     cfg = daemon_config.load(path)
     client, in_port, out_port = cfg.client_name, cfg.in_port, cfg.out_port
-    # what each system will call our ports once `serve` runs (rtmidi: the output is its own client)
+    # what each system will call our ports once `serve` runs (rtmidi: the output is its own client;
+    # JACK with midiseed's JACK extension: one client for both)
+    from midiseed.daemon import jackports
+
+    jack_out = f"{client}:{out_port}" if jackports.available() else f"{client}-out:{out_port}"
     expected = {
-        "jack": (f"{client}:{in_port}", f"{client}-out:{out_port}"),
+        "jack": (f"{client}:{in_port}", jack_out),
         "alsa": (f"{client}:{in_port}", f"{client}-out:{out_port}"),
         "coremidi": (in_port, out_port),
         "windows": (f"{in_port} (a loopMIDI port)", f"{out_port} (a loopMIDI port)"),

@@ -330,7 +330,10 @@ def list_ports(
             )
             continue
         play_into = [p for p in writable if ours(p, client_name, in_port)]
-        listen_to = [p for p in readable if ours(p, f"{client_name}-out", out_port)]
+        # our output: its own client under rtmidi, our one client under the JACK extension
+        listen_to = [
+            p for p in readable if ours(p, f"{client_name}-out", out_port) or ours(p, client_name, out_port)
+        ]
         out[name] = {
             "play_into": play_into,
             "listen_to": listen_to,
