@@ -346,6 +346,18 @@ def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path, sock):
     assert written == [1]
 
 
+def test_messages_the_ports_had_no_room_for_are_counted_as_dropped(sock):
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
+    ports.dropped = (3, 1)  # as the JACK extension reports its full ring buffers
+    play_phrase(clock, ports)
+    clock.at(1.5, service.stop)
+    assert service.run() == 0
+    info = service.status()
+    assert info["dropped_by_reason"]["dropped: input buffer full"] == 3
+    assert info["dropped_by_reason"]["dropped: output buffer full"] == 1
+    assert info["dropped"] >= 4
+
+
 def test_status_socket_answers_midiseed_status(tmp_path, sock):
     from typer.testing import CliRunner
 

@@ -229,6 +229,10 @@ class Service:
                 self.recorder.add("heard", message, now)
             if command is not None:
                 self._obey(command)
+        lost = getattr(self.ports, "dropped", (0, 0))  # the JACK extension's full ring buffers
+        for reason, count in zip(("dropped: input buffer full", "dropped: output buffer full"), lost):
+            if count:
+                self.stats[reason] = count
         if self.reload_requested:
             self._reload()
         self.performer.tick(self.clock.now())
