@@ -10,6 +10,7 @@ seed's voices and register), then the table itself.
 import sys
 from pathlib import Path
 
+from midiseed.bench.newuser import IN_KEY_GOAL, RHYTHM_GOAL, TEXTURE_GOAL
 from midiseed.evaluate import choose_split, collection_of
 from midiseed.evaluate.follow import follow_table, format_follow
 from midiseed.runtime.engine import Engine
@@ -24,6 +25,7 @@ SETTINGS = {
     "32 x2": Decoding(loop_guard=32, loop_repeats=2.0),
 }
 MIN_SEEDS = 7
+LOOP_MARGIN = 0.05  # loops: no more than the music's own share + 5 points
 
 
 def goals(table: dict) -> dict:
@@ -32,11 +34,11 @@ def goals(table: dict) -> dict:
         row, data = entry["served"], entry["data"]
         if row["seeds"] < MIN_SEEDS:
             continue
-        met["texture"] += (row["texture"] or 9) <= 1.3
-        met["rhythm"] += (row["rhythm"] or 9) <= 1.3
-        met["in_key"] += (row["in_key"] or 0) >= 0.9
+        met["texture"] += row["texture"] is not None and row["texture"] <= TEXTURE_GOAL
+        met["rhythm"] += row["rhythm"] is not None and row["rhythm"] <= RHYTHM_GOAL
+        met["in_key"] += row["in_key"] is not None and row["in_key"] >= IN_KEY_GOAL
         for p in ("loop_8", "loop_32"):
-            met[p] += row[p] <= (data[p] or 0) + 0.05
+            met[p] += row[p] <= (data[p] or 0) + LOOP_MARGIN
     return met
 
 

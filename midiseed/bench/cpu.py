@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from midiseed.bench.rig import DaemonProcess, JackServer, Player, PortWatch
+from midiseed.bench.rig.daemon import thread_cpu
 from midiseed.bench.stats import Skip, _round, resolve_model
 
 CPU_IDLE_GOAL = 1.0  # % of one core
@@ -84,15 +85,9 @@ def _floor(seconds: float) -> float | None:
         time.sleep(SETTLE_SECONDS)
         if proc.poll() is not None:
             return None
-        tick = os.sysconf("SC_CLK_TCK")
 
         def cpu() -> float:  # its JACK threads only: its main thread polls for output to print
-            total = 0.0
-            for task in Path(f"/proc/{proc.pid}/task").iterdir():
-                if task.name != str(proc.pid):
-                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                    total += (int(fields[11]) + int(fields[12])) / tick
-            return total
+            return sum(seconds for tid, _, seconds in thread_cpu(proc.pid) if tid != proc.pid)
 
         c0, t0 = cpu(), time.monotonic()
         time.sleep(seconds)

@@ -34,8 +34,7 @@ def _steering(seed, voices: int, low: str | None, high: str | None, max_poly: in
     followed = Steering.follow(seed, max_poly)
     lo = bounds.get("low", followed.low if "high" not in bounds else min(followed.low, bounds["high"]))
     hi = bounds.get("high", max(followed.high, lo))
-    cap = voices or followed.voices
-    return Steering(cap, lo, hi, min(followed.fewest, cap), followed.shortest)
+    return followed.overridden(voices or followed.voices, lo, hi)
 
 
 @app.command()

@@ -23,15 +23,15 @@ from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.runtime.codec import Event
 from midiseed.runtime.generate import Generator
-from midiseed.runtime.sampling import MAX_LOOP_GUARD, Steering
+from midiseed.runtime.sampling import MAX_LOOP_GUARD
 
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1
-SEND_GUARD_SECONDS = 0.002
+SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is further away than this
 # The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
 # ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
 BUSY_TICK_SECONDS = 0.05
-IDLE_TICK_SECONDS = 1.0  # generate ahead only when the next due note is further away than this
+IDLE_TICK_SECONDS = 1.0
 CHANNEL_MSG_LEN = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 SYSTEM = {0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xF2: "songpos"}
 
@@ -206,8 +206,7 @@ class Performer:
         lo, hi = low or followed.low, high or followed.high
         if lo > hi:  # one bound set past the other: a set bound wins over a followed one
             lo, hi = (min(low, high), max(low, high)) if low and high else (lo, lo) if low else (hi, hi)
-        cap = min(voices or followed.voices, self.grid.max_poly)
-        self.gen.steering = Steering(cap, lo, hi, min(followed.fewest, cap), followed.shortest)
+        self.gen.steering = followed.overridden(min(voices or followed.voices, self.grid.max_poly), lo, hi)
 
     def _decoding(self, **change) -> None:
         self.gen.decoding = replace(self.gen.decoding, **change)

@@ -82,6 +82,11 @@ class Steering:
             shortest=min(strikes, default=0),
         )
 
+    def overridden(self, voices: int, low: int, high: int) -> Steering:
+        """This steering with voices and register set by hand (config, CC or command line); the
+        chord floor (at most `voices`) and the note-rate floor still follow the phrase."""
+        return Steering(voices, low, high, min(self.fewest, voices), self.shortest)
+
 
 # The loop guard (`Decoding.loop_guard`). Greedy decoding falls into loops: a pattern of a few
 # events played again and again, which real music rarely does (on validation seeds 34-41% of the
@@ -140,6 +145,7 @@ class Grammar:
         self.held_for: dict[int, int] = {}  # sounding pitch -> steps it has sounded since struck
         ids = np.arange(len(codec))
         self._dur = np.array([codec.is_duration(t) for t in ids])
+        self._steps = np.where(self._dur, ids - codec.duration(0), 0)  # a duration token's grid steps
         self.durations = self._dur  # read-only view for callers that need to forbid a rest
         self._pitch = np.where(self._dur, -1, ids % 128)
         self._held = ~self._dur & (ids >= 128)
@@ -158,8 +164,7 @@ class Grammar:
         pitch = self._pitch
         self._in_register = (pitch >= value.low) & (pitch <= value.high)
         self._ok = self._pitch_or_held_ok & self._in_register  # kept combined: allowed() runs per token
-        steps = np.arange(len(self.codec)) - self.codec.duration(0)
-        self._dur_long_enough = self._dur & (steps >= value.shortest)
+        self._dur_long_enough = self._dur & (self._steps >= value.shortest)
 
     def feed(self, token: int) -> Event | None:
         ev = self.reader.feed(token)

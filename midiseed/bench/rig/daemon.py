@@ -41,6 +41,20 @@ def daemon_config(name: str, model: Path, settings: dict[str, dict[str, Any]]) -
     return "\n".join(lines) + "\n"
 
 
+def thread_cpu(pid: int) -> list[tuple[int, int, float]]:
+    """(thread id, real-time priority, CPU seconds so far: utime + stime) of each thread of a
+    process, from /proc/PID/task/*/stat; a thread that ends meanwhile is left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out.append((int(task.name), int(fields[37]), (int(fields[11]) + int(fields[12])) / tick))
+    return out
+
+
 class DaemonProcess:
     """`python -m midiseed serve` in its own process, with a generated config and its own port
     names; `source` runs the midiseed of another source tree (an older commit, for comparisons)."""
@@ -115,15 +129,10 @@ class DaemonProcess:
         threads inside the daemon: real-time at a priority other than the daemon's own 20) and
         "other" (the status socket, onnxruntime, Python). A thread that ended is not counted."""
         out = {"main": 0.0, "jack": 0.0, "other": 0.0}
-        tick = os.sysconf("SC_CLK_TCK")
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the thread ended meanwhile
-                continue
-            jack = int(fields[37]) not in (0, 20)  # rt_priority
-            kind = "main" if task.name == str(self.proc.pid) else "jack" if jack else "other"
-            out[kind] += (int(fields[11]) + int(fields[12])) / tick
+        for tid, rt_priority, seconds in thread_cpu(self.proc.pid):
+            jack = rt_priority not in (0, 20)
+            kind = "main" if tid == self.proc.pid else "jack" if jack else "other"
+            out[kind] += seconds
         return out
 
     def output(self) -> str:
