@@ -36,9 +36,10 @@ class Link:
         self.name, self.is_input = name, is_input  # is_input: it feeds our input
         self.port: str | None = None  # the full name of the port while connected
 
-    def maintain(self, client, ours: tuple[str, str]) -> None:
-        """Connect when the port is there (JACK keeps the connection), note when it is gone."""
-        candidates = [n for n in client.ports(not self.is_input) if n not in ours]
+    def maintain(self, client, ours: tuple[str, str], ports: dict[bool, list[str]]) -> None:
+        """Connect when the port is there (JACK keeps the connection), note when it is gone.
+        `ports`: the MIDI input (True) and output (False) ports there are now."""
+        candidates = [n for n in ports[not self.is_input] if n not in ours]
         found = next((n for n in candidates if n == self.name), None) or next(
             (n for n in candidates if self.name in n), None
         )
@@ -86,8 +87,11 @@ class JackPorts:
 
     def maintain(self) -> None:
         """Look for the named ports: connect the ones that appeared, note the ones that left."""
+        if not self.named:
+            return
+        ports = {inputs: self._client.ports(inputs) for inputs in (True, False)}  # one look for all
         for link in self.named:
-            link.maintain(self._client, self.port_names)
+            link.maintain(self._client, self.port_names, ports)
 
     def poll(self) -> list[list[int]]:
         """Every message that arrived since the last poll, in order of arrival."""
