@@ -10,7 +10,8 @@ the machine's load falls on both alike:
 Each repeat also measures the floor: the JACK threads of `jack_midi_dump` (JACK's own example
 client, C, one MIDI input port, nothing else) idling on the same server for the same window. Every
 JACK client's process thread wakes once a period (750 times a second at 48 kHz and 64 frames)
-whether or not MIDI arrives; python-rtmidi opens one client per port, so the daemon has two.
+whether or not MIDI arrives. python-rtmidi opens one client per port; on JACK the daemon holds
+both ports in one (`midiseed/daemon/_jackmidi.c`), so it can idle close to the floor.
 """
 
 from __future__ import annotations

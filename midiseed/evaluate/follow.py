@@ -2,7 +2,8 @@
 
 Each held-out piece gives one seed, its first `seed_len` (32) events. The model continues it greedily
 for `answer_len` (64) events, twice: alone (`model`), and as `generate` and the daemon serve it
-(`served`: following the seed's voices and register, with the loop guard of `Decoding.loop_guard`).
+(`served`: following the seed's voices, register, chords and note rate (`Steering.follow`), with
+the loop guard of `Decoding.loop_guard`).
 Each answer is compared with the seed on:
 
 - texture: struck notes per onset. The factor max(r, 1/r) of r = answer / seed, so 1.0 is a perfect
@@ -38,7 +39,7 @@ SEED_EVENTS = 32
 ANSWER_EVENTS = 64
 LOOP_PERIODS = (8, 32)
 # the model alone (unsteered, plain greedy), and the model as `generate` and the daemon serve it:
-# following the seed's voices and register (steering None), with the loop guard
+# following the seed (steering None: `Steering.follow`), with the loop guard
 SOURCES: dict[str, tuple[Steering | None, Decoding]] = {
     "model": (Steering(), Decoding()),
     "served": (None, Decoding(loop_guard=LOOP_GUARD)),
@@ -167,15 +168,15 @@ def follow_table(
 
 
 def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = ANSWER_EVENTS) -> str:
-    """The markdown table: one row per collection and source (each steering, then the data)."""
+    """The markdown table: one row per collection and source (each of `SOURCES`, then the data)."""
     p1, p2 = LOOP_PERIODS
     lines = [
         f"Follows the seed: greedy answers of {answer_len} events to the first {seed_len} events of held-out"
         " pieces. Texture and rhythm are factors max(r, 1/r) of answer/seed (1 = the same); in key ="
         " share of note time on the seed's key's scale; shift = |mean pitch change| in semitones; medians"
         " per collection. Loop shares are means. `model` = unsteered plain greedy, `served` = as served by"
-        " default: following the seed's voices and register, with the loop guard; `data` = the pieces'"
-        " own next events.",
+        " default: following the seed's voices, register, chords and note rate, with the loop guard;"
+        " `data` = the pieces' own next events.",
         "",
         f"| collection | source | seeds | texture × | rhythm × | in key | shift (st) | loops ≤ {p1}"
         f" | loops ≤ {p2} | loop seeds |",
