@@ -117,12 +117,15 @@ def test_evaluate_end_to_end(report, tiny_onnx, midi_folder):
     assert report["split"] == ("test" if "test" in split else "held-out")
     assert report["files"]["evaluated"] >= 1
     assert report["tokens_evaluated"] > 50
-    assert set(report["next_token"]) == {"lstm", "unigram", "bigram", "trigram"}
+    assert set(report["next_token"]) == {"lstm", "lstm+memory", "unigram", "bigram", "trigram"}
     for row in report["next_token"].values():
         assert math.isfinite(row["nll"]) and row["nll"] > 0
         assert 0 <= row["accuracy"] <= 1
     nt = report["next_token"]
     assert report["lstm_vs_trigram_nll_ratio"] == pytest.approx(nt["lstm"]["nll"] / nt["trigram"]["nll"])
+    ratio = report["memory_vs_trigram_nll_ratio"]
+    assert ratio == pytest.approx(nt["lstm+memory"]["nll"] / nt["trigram"]["nll"])
+    assert nt["lstm+memory"]["nll"] != nt["lstm"]["nll"]  # the memory spoke somewhere
     assert nt["trigram"]["nll"] < nt["unigram"]["nll"]  # the baselines learn something from the data
     assert list(report["decoding"]) == [
         "greedy",
@@ -130,6 +133,7 @@ def test_evaluate_end_to_end(report, tiny_onnx, midi_folder):
         "top_k_8",
         "no_repeat_12",
         "loop_guard_32",
+        "loop_guard_32+memory",
         "data",
     ]
     assert report["decoding"]["loop_guard_32"]["loop_share"] <= report["decoding"]["greedy"]["loop_share"]
@@ -171,6 +175,8 @@ def test_format_report_has_both_tables_and_every_row(report):
         "top_k_8",
         "no_repeat_12",
         "loop_guard_32",
+        "loop_guard_32+memory",
+        "lstm+memory",
     ]:
         assert f"| {name} |" in text
     assert "| data |" in text

@@ -11,10 +11,18 @@ from midiseed.cli._app import app, setup_logging, user_errors
 from midiseed.errors import BadValue
 
 
-def _decoding(temperature: float, top_k: int, no_repeat: int, loop_guard: int):
+def _decoding(temperature: float, top_k: int, no_repeat: int, loop_guard: int, memory: float):
     from midiseed.runtime.sampling import Decoding
 
-    return Decoding(temperature=temperature, top_k=top_k, no_repeat=no_repeat, loop_guard=loop_guard)
+    return Decoding(
+        temperature=temperature, top_k=top_k, no_repeat=no_repeat, loop_guard=loop_guard, memory=memory
+    )
+
+
+MEMORY_HELP = (
+    "Weight of the piece's own memory: answer from what followed this context earlier in the seed and"
+    " answer; 0.95 is the weight chosen on validation (0 = off: the network alone)."
+)
 
 
 def _steering(seed, voices: int, low: str | None, high: str | None, max_poly: int):
@@ -59,6 +67,7 @@ def generate(
             " the seed did (0 = off).",
         ),
     ] = 32,
+    memory: Annotated[float, typer.Option(min=0, max=0.99, help=MEMORY_HELP)] = 0.0,
     bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
     png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
     wav: Annotated[
@@ -105,7 +114,10 @@ def generate(
         seed = parse_seed_notes(seed_notes or "", grid.steps_per_beat)
     steering = _steering(seed, voices, low, high, grid.max_poly)
     gen = Generator(
-        engine, _decoding(temperature, top_k, no_repeat, loop_guard), seed=random_seed, steering=steering
+        engine,
+        _decoding(temperature, top_k, no_repeat, loop_guard, memory),
+        seed=random_seed,
+        steering=steering,
     )
     gen.prime(seed)
     continuation = gen.generate(steps)
@@ -154,6 +166,10 @@ def evaluate(
     follow_seeds: Annotated[
         int, typer.Option(min=0, help="Seeds a collection for the 'follows the seed' table (0 = no table).")
     ] = 50,
+    memory: Annotated[
+        float,
+        typer.Option(min=0, max=0.99, help="Also score the network with the piece's memory (0 = no)."),
+    ] = 0.95,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
     """Score a model on music it did not train on, beside n-gram baselines; measure loops, variety and
@@ -179,5 +195,6 @@ def evaluate(
         max_period=loop_period,
         split=split,
         follow_seeds=follow_seeds,
+        memory=memory,
     )
     typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))

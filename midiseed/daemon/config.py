@@ -54,6 +54,7 @@ class Config:
     top_k: int = 0
     no_repeat: int = 0
     loop_guard: int = 32  # no pattern of up to this many events plays 1.5 times in a row (0 = off)
+    memory: float = 0.0  # weight of the piece's own memory (midiseed.runtime.memory; 0 = off)
     random_seed: int = 0
     # [cc]  controller numbers on the input; 0 = not used
     panic_cc: int = 119
@@ -68,6 +69,7 @@ class Config:
     low_cc: int = 103
     high_cc: int = 104
     loop_guard_cc: int = 105
+    memory_cc: int = 106
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
@@ -93,7 +95,7 @@ SECTIONS = {
     "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "steering": ["voices", "low", "high"],
-    "decoding": ["temperature", "top_k", "no_repeat", "loop_guard", "random_seed"],
+    "decoding": ["temperature", "top_k", "no_repeat", "loop_guard", "memory", "random_seed"],
     "cc": [
         "panic_cc",
         "end_call_cc",
@@ -107,6 +109,7 @@ SECTIONS = {
         "low_cc",
         "high_cc",
         "loop_guard_cc",
+        "memory_cc",
     ],
     "log": ["log_level", "status_seconds", "record", "status_socket"],
 }
@@ -132,6 +135,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "top_k": (0, 272),
     "no_repeat": (0, 64),
     "loop_guard": (0, 64),
+    "memory": (0, 0.99),
     "random_seed": (0, 2**31),
     "status_seconds": (0, 86_400),
     **{k: (0, 127) for k in SECTIONS["cc"]},

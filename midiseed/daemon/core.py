@@ -193,6 +193,8 @@ class Performer:
             self._decoding(no_repeat=0 if n < 2 else n)
         elif control == cfg.loop_guard_cc:
             self._decoding(loop_guard=min(value, MAX_LOOP_GUARD))
+        elif control == cfg.memory_cc:
+            self._decoding(memory=round(value / 127 * 0.99, 3))
         return None
 
     def _apply_steering(self) -> None:

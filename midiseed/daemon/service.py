@@ -136,7 +136,9 @@ class Service:
     def _generator(cfg: Config) -> Generator:
         engine = Engine(cfg.model or None, provider=cfg.provider)
         log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
-        decoding = Decoding(cfg.temperature, cfg.top_k, cfg.no_repeat, loop_guard=cfg.loop_guard)
+        decoding = Decoding(
+            cfg.temperature, cfg.top_k, cfg.no_repeat, loop_guard=cfg.loop_guard, memory=cfg.memory
+        )
         return Generator(engine, decoding, seed=cfg.random_seed)
 
     # ---- what the status socket, the log and the live view show -------------------------------

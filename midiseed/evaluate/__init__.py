@@ -43,6 +43,7 @@ from midiseed.evaluate.nexttoken import (
 )
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
+from midiseed.runtime.memory import MEMORY_WEIGHT
 from midiseed.runtime.sampling import LOOP_GUARD, Decoding, Steering
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events, transposition_range
@@ -53,7 +54,9 @@ DECODINGS = {
     "top_k_8": Decoding(temperature=1.0, top_k=8),
     "no_repeat_12": Decoding(no_repeat=12),
     f"loop_guard_{LOOP_GUARD}": Decoding(loop_guard=LOOP_GUARD),
+    f"loop_guard_{LOOP_GUARD}+memory": Decoding(loop_guard=LOOP_GUARD, memory=MEMORY_WEIGHT),
 }
+WITH_MEMORY = "lstm+memory"  # the next-token row of the network mixed with the piece's memory
 __all__ = [
     "BASELINES",
     "DECODINGS",
@@ -123,13 +126,16 @@ def evaluate(
     split: str | None = None,
     follow_seeds: int | None = 50,
     answer_len: int = ANSWER_EVENTS,
+    memory: float = MEMORY_WEIGHT,
 ) -> dict:
     """Score the model file (None: the shipped default) on the files of data_dir it did not train on.
     `decodings` replaces the default set of decoding options compared (`DECODINGS`); `max_period`
     is the longest loop period counted, in events. `split` picks the files (see `choose_split`).
 
     ``next_token``: per model, mean NLL in nats per token and top-1 accuracy over positions 1..T-1 of
-    every evaluation piece (untransposed); the n-gram baselines are fitted on the model's training
+    every evaluation piece (untransposed): ``lstm`` the network alone, ``lstm+memory`` (when
+    `memory` > 0) the network mixed with the piece's own memory of that weight, as served
+    (`midiseed.runtime.memory`); the n-gram baselines are fitted on the model's training
     files found in data_dir, and left out (with a note) when there are none. ``decoding``: per option
     of `DECODINGS`, `steps` events generated (unsteered: the model alone) after the first `seed_len`
     events of each of the first `seeds` (None: every) evaluation pieces that long, with `loop_share`
@@ -166,6 +172,8 @@ def evaluate(
     eval_tokens = [codec.encode(p) for p in eval_pieces]
 
     scores = {"lstm": piece_scores_lstm(engine, eval_tokens)}  # per piece: NLL sum, correct, positions
+    if memory:
+        scores[WITH_MEMORY] = piece_scores_lstm(engine, eval_tokens, memory)
     if train_notes:
         train_pieces = piece_events(train_notes, grid, transposition_range(transpose))
         train_tokens = [codec.encode(p) for p in train_pieces]
@@ -182,6 +190,9 @@ def evaluate(
             "tokens": int(scores["lstm"][mask, 2].sum()),
             **rows,
             "lstm_vs_trigram_nll_ratio": _ratio(rows["lstm"]["nll"], rows.get("trigram", {}).get("nll")),
+            "memory_vs_trigram_nll_ratio": _ratio(
+                rows.get(WITH_MEMORY, {}).get("nll"), rows.get("trigram", {}).get("nll")
+            ),
         }
 
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
@@ -213,6 +224,7 @@ def evaluate(
         "tokens_evaluated": sum(max(len(t) - 1, 0) for t in eval_tokens),
         "next_token": next_token,
         "lstm_vs_trigram_nll_ratio": _ratio(next_token["lstm"]["nll"], trigram),
+        "memory_vs_trigram_nll_ratio": _ratio(next_token.get(WITH_MEMORY, {}).get("nll"), trigram),
         "next_token_by_collection": next_token_by_collection,
         "decoding": decoding,
         "follow": follow,
@@ -227,6 +239,7 @@ def evaluate(
             "smoothing": "Witten-Bell interpolation down to an add-one unigram",
             "follow_seeds": follow_seeds,
             "answer_len": answer_len,
+            "memory": memory,
         },
     }
 
@@ -256,12 +269,16 @@ def format_report(report: dict) -> str:
         lines.append(f"| {name} | {' | '.join(cells)} |")
     by_collection = report.get("next_token_by_collection") or {}
     if len(by_collection) > 1:
+        memory = WITH_MEMORY in report["next_token"]
+        extra = " NLL with memory | × trigram |" if memory else ""
         lines += [
             "",
-            "Per collection (the first folder under the data folder):",
+            "Per collection (the first folder under the data folder)"
+            + (f"; `{WITH_MEMORY}`: the network mixed with the piece's own memory" if memory else "")
+            + ":",
             "",
-            "| collection | files | tokens | NLL | trigram NLL | NLL / trigram | top-1 accuracy |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| collection | files | tokens | NLL | trigram NLL | NLL / trigram | top-1 accuracy |{extra}",
+            "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if memory else ""),
         ]
         for coll, row in by_collection.items():
             cells = [
@@ -272,6 +289,11 @@ def format_report(report: dict) -> str:
                 _fmt(row["lstm_vs_trigram_nll_ratio"], ".3f"),
                 _fmt(row["lstm"]["accuracy"], ".1%"),
             ]
+            if memory:
+                cells += [
+                    _fmt(row[WITH_MEMORY]["nll"], ".3f"),
+                    _fmt(row["memory_vs_trigram_nll_ratio"], ".3f"),
+                ]
             lines.append(f"| {coll or '(top level)'} | {' | '.join(cells)} |")
     s = report["settings"]
     lines += [

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from midiseed.runtime.engine import Engine
+from midiseed.runtime.memory import Memory
 
 BASELINES = {"unigram": 1, "bigram": 2, "trigram": 3}
 
@@ -100,8 +101,10 @@ def piece_scores_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> np.ndarray
     return rows
 
 
-def piece_scores_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> np.ndarray:
-    """As `piece_scores_ngram`, for the model (one call per piece from the zero state)."""
+def piece_scores_lstm(engine: Engine, pieces: Sequence[np.ndarray], memory: float = 0.0) -> np.ndarray:
+    """As `piece_scores_ngram`, for the model (one call per piece from the zero state). With
+    `memory` > 0, the network mixed with the piece's own memory of that weight, as `Generator`
+    does (`midiseed.runtime.memory`)."""
     rows = np.zeros((len(pieces), 3))
     for row, piece in zip(rows, pieces):
         if len(piece) < 2:
@@ -111,9 +114,14 @@ def piece_scores_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> np.ndarra
         shifted = logits - logits.max(axis=1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         targets = np.asarray(piece[1:], dtype=np.int64)
+        if memory:
+            mem = Memory(logits.shape[1], memory)
+            for t, token in enumerate(np.asarray(piece[:-1]).tolist()):
+                mem.feed(token)  # it has read piece[: t + 1]
+                logp[t] = mem.mix(logp[t])
         row += (
             -float(logp[np.arange(len(targets)), targets].sum()),
-            int((logits.argmax(axis=1) == targets).sum()),
+            int((logp.argmax(axis=1) == targets).sum()),
             len(targets),
         )
     return rows

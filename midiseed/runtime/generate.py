@@ -11,6 +11,7 @@ import numpy as np
 
 from midiseed.runtime.codec import CodecError, Event, parse_note_name
 from midiseed.runtime.engine import Engine
+from midiseed.runtime.memory import Memory
 from midiseed.runtime.sampling import (
     MAX_LOOP_GUARD,
     Decoding,
@@ -34,11 +35,22 @@ class Generator:
     ) -> None:
         self.engine = engine
         self.codec = engine.codec
+        self.memory = Memory(len(engine.codec), decoding.memory)
         self.decoding = decoding
         self.rng = np.random.default_rng(seed)
         self._steering = steering
         self.followed = Steering()  # what following the last phrase primed gives
         self.reset()
+
+    @property
+    def decoding(self) -> Decoding:
+        """How tokens are chosen; settable at any time (the memory's weight follows)."""
+        return self._decoding
+
+    @decoding.setter
+    def decoding(self, value: Decoding) -> None:
+        self._decoding = value
+        self.memory.weight = value.memory
 
     @property
     def steering(self) -> Steering | None:
@@ -64,6 +76,7 @@ class Generator:
         self.history: list[int] = []
         self.events: list[Event] = []  # the recent events heard and played, for the loop guard
         self.loop_allow: dict[int, int] = {}  # period -> longest run the phrase heard repeated itself
+        self.memory.reset()
 
     def prime(self, events: Sequence[Event]) -> None:
         """Read events (a seed phrase, or notes just played) in one call, on top of the current state.
@@ -79,6 +92,7 @@ class Generator:
         self.logits = logits[0, -1]
         for t in tokens.tolist():
             self.grammar.feed(t)
+            self.memory.feed(t)
         self.history.extend(tokens.tolist())
         self._remember(events)
 
@@ -111,7 +125,8 @@ class Generator:
                     allowed = guarded
             if refused:
                 allowed = self._refuse(allowed, refused)
-            token = choose(self.logits, self.decoding, self.rng, allowed)
+            token = choose(self.memory.mix(self.logits), self.decoding, self.rng, allowed)
+            self.memory.feed(token)
             self.history.append(token)
             if len(self.history) > 4 * self.decoding.window:
                 del self.history[: -self.decoding.window]

@@ -109,6 +109,7 @@ class Decoding:
     window: int = 256  # how many recent tokens the no-repeat guard looks at
     loop_guard: int = 0  # longest pattern, in events, the loop guard keeps from looping (0 = off)
     loop_repeats: float = LOOP_REPEATS  # how many times in a row a pattern may play (at least 1)
+    memory: float = 0.0  # weight of the piece's own memory (`midiseed.runtime.memory`); 0 = the network alone
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 10:
@@ -119,6 +120,8 @@ class Decoding:
             raise BadValue(f"no_repeat must be 0 (off) or 2 or more, got {self.no_repeat}")
         if self.loop_repeats < 1:
             raise BadValue(f"loop_repeats must be 1 or more, got {self.loop_repeats}")
+        if not 0 <= self.memory < 1:
+            raise BadValue(f"memory must be in 0..1 (below 1; 0 = off), got {self.memory}")
         if not 0 <= self.loop_guard <= MAX_LOOP_GUARD:
             raise BadValue(
                 f"loop_guard must be in 0..{MAX_LOOP_GUARD} events (0 = off), got {self.loop_guard}"

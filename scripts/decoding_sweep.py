@@ -1,10 +1,11 @@
-"""How the loop guard was chosen: the "follows the seed" table on the validation split, per setting.
+"""How the served decoding was chosen: the "follows the seed" table on the validation split, per setting.
 
-    python scripts/loop_guard_sweep.py [MODEL] [SEEDS]    (defaults: the shipped model, 50)
+    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS]    (defaults: the shipped model, 50)
 
-Needs data/music21 (scripts/make_music21_model.sh exports it). Prints, per setting, how many
-collections with at least 7 seeds meet each goal of issue 11 on the served answers (following the
-seed's voices and register), then the table itself.
+SWEEP is `loop_guard` (how the loop guard was chosen) or `memory` (with and without the piece's
+memory, on top of the guard). Needs data/music21 (scripts/make_music21_model.sh exports it).
+Prints, per setting, how many collections with at least 7 seeds meet each goal of issue 11 on the
+served answers (following the seed's voices and register), then the table itself.
 """
 
 import sys
@@ -14,15 +15,22 @@ from midiseed.bench.newuser import IN_KEY_GOAL, RHYTHM_GOAL, TEXTURE_GOAL
 from midiseed.evaluate import choose_split, collection_of
 from midiseed.evaluate.follow import follow_table, format_follow
 from midiseed.runtime.engine import Engine
-from midiseed.runtime.sampling import Decoding
+from midiseed.runtime.memory import MEMORY_WEIGHT
+from midiseed.runtime.sampling import LOOP_GUARD, Decoding
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events
 
-SETTINGS = {
-    "off": Decoding(),
-    "32 x1.5": Decoding(loop_guard=32, loop_repeats=1.5),
-    "32 x1.75": Decoding(loop_guard=32, loop_repeats=1.75),
-    "32 x2": Decoding(loop_guard=32, loop_repeats=2.0),
+SWEEPS = {
+    "loop_guard": {
+        "off": Decoding(),
+        "32 x1.5": Decoding(loop_guard=32, loop_repeats=1.5),
+        "32 x1.75": Decoding(loop_guard=32, loop_repeats=1.75),
+        "32 x2": Decoding(loop_guard=32, loop_repeats=2.0),
+    },
+    "memory": {
+        "guard": Decoding(loop_guard=LOOP_GUARD),
+        f"guard + memory {MEMORY_WEIGHT}": Decoding(loop_guard=LOOP_GUARD, memory=MEMORY_WEIGHT),
+    },
 }
 MIN_SEEDS = 7
 LOOP_MARGIN = 0.05  # loops: no more than the music's own share + 5 points
@@ -43,8 +51,11 @@ def goals(table: dict) -> dict:
 
 
 def main() -> None:
-    model = Path(sys.argv[1]) if len(sys.argv) > 1 else None
-    seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    if len(sys.argv) < 2 or sys.argv[1] not in SWEEPS:
+        sys.exit(f"usage: decoding_sweep.py {{{'|'.join(SWEEPS)}}} [MODEL] [SEEDS]")
+    settings = SWEEPS[sys.argv[1]]
+    model = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    seeds = int(sys.argv[3]) if len(sys.argv) > 3 else 50
     engine = Engine(model, provider="cpu")
     corpus = load_corpus(Path("data/music21"), engine.codec.grid)
     _, files, _ = choose_split(engine.info.meta, corpus.files, "validation")
@@ -53,12 +64,12 @@ def main() -> None:
     for f, p in zip(files, piece_events([notes_of[f] for f in files], engine.codec.grid, [0])):
         pieces.setdefault(collection_of(f), []).append(p)
     tables = {}
-    for name, decoding in SETTINGS.items():
+    for name, decoding in settings.items():
         tables[name] = follow_table(engine, pieces, seeds, sources={"served": (None, decoding)})
         counted = sum(e["served"]["seeds"] >= MIN_SEEDS for e in tables[name].values())
         print(f"{name}: goals met in {counted} collections: {goals(tables[name])}", flush=True)
     for name, table in tables.items():
-        print(f"\n## loop guard {name}\n\n{format_follow(table)}")
+        print(f"\n## {name}\n\n{format_follow(table)}")
 
 
 if __name__ == "__main__":
