@@ -46,7 +46,7 @@ def goals(table: dict) -> dict:
         met["rhythm"] += row["rhythm"] is not None and row["rhythm"] <= RHYTHM_GOAL
         met["in_key"] += row["in_key"] is not None and row["in_key"] >= IN_KEY_GOAL
         for p in ("loop_8", "loop_32"):
-            met[p] += row[p] <= (data[p] or 0) + LOOP_MARGIN
+            met[p] += row[p] is not None and row[p] <= (data[p] or 0) + LOOP_MARGIN
     return met
 
 

@@ -144,4 +144,5 @@ def test_step_section_on_the_tiny_model(tiny_onnx):
     assert 0 < result["p50_ms"] <= result["p99_ms"]
     assert result["met"] in (True, False)
     assert result["preset"] == "tiny"
+    assert 0 < result["memory_event_p50_ms"] <= result["memory_event_p99_ms"]
     json.dumps(bench._jsonable(result))

@@ -355,6 +355,8 @@ def test_follow_table_per_collection_from_a_folder_of_two_collections(tiny_onnx,
     for entry in report["follow"].values():
         assert set(entry) == {"pieces", "model", "served", "data"}
         assert 1 <= entry["model"]["seeds"] <= 3 and entry["served"]["seeds"] == entry["model"]["seeds"]
+        # loop shares length for length, over the pieces whose own continuation the data row has
+        assert entry["model"]["loop_seeds"] == entry["served"]["loop_seeds"] == entry["data"]["seeds"] >= 1
         for row in (entry["model"], entry["served"], entry["data"]):
             for key in ("texture", "rhythm"):
                 assert row[key] is None or row[key] >= 1.0

@@ -17,9 +17,10 @@ Each answer is compared with the seed on:
 
 Factors, in-key share and shift are medians over the seeds of a collection; loop shares are means,
 because most pieces loop not at all and a median would hide the ones that do. The `data` row compares
-each seed with the piece's own next events (up to `answer_len`; its loop shares only from pieces
-that go on for the full `answer_len`): how far real music "follows" by these measures, and its own
-loop share.
+each seed with the piece's own next events (up to `answer_len`, from pieces that go on for at least
+`MIN_CONTINUATION`): how far real music "follows" by these measures, and its own loop share. Loop
+shares are compared length for length: an answer's loop share is that of its first k events, k the
+length of its piece's own continuation, over the same pieces as the data's (`loop seeds`).
 """
 
 from __future__ import annotations
@@ -99,14 +100,18 @@ def compare(seed: Sequence[Event], answer: Sequence[Event]) -> dict:
         "in_key": in_key_share(answer, key) if key else None,
         "shift": pitch_answer - pitch_seed if pitch_seed is not None and pitch_answer is not None else None,
     }
-    for p in LOOP_PERIODS:
-        row[f"loop_{p}"] = loop_share(list(answer), p)
-    return row
+    return row | loops(answer)
+
+
+def loops(events: Sequence[Event]) -> dict:
+    """The loop shares of `events` at each of LOOP_PERIODS."""
+    return {f"loop_{p}": loop_share(list(events), p) for p in LOOP_PERIODS}
 
 
 def summarise(rows: Sequence[dict], loop_rows: Sequence[dict] | None = None) -> dict:
     """Medians of the factors, in-key share and shift; means of the loop shares (module docstring),
-    taken over `loop_rows` when given (answers of the full length only: a shorter one loops less)."""
+    taken over `loop_rows` when given (the answers cut to the length of the piece's own continuation:
+    a shorter stretch loops less)."""
     loop_rows = rows if loop_rows is None else loop_rows
 
     def median(key: str, fn=lambda x: x) -> float | None:
@@ -150,19 +155,24 @@ def follow_table(
         if seeds is not None and len(usable) > seeds:
             usable = [usable[int(i)] for i in np.linspace(0, len(usable) - 1, seeds).round()]
         entry: dict = {"pieces": len(plist)}
+        # loop shares are compared length for length: each answer's first k events against the piece's
+        # own k next events (k up to answer_len), for the pieces that go on for MIN_CONTINUATION or
+        # more. Many folk tunes end before seed + answer, and a shorter stretch loops less.
+        own_len = [min(len(p) - seed_len, answer_len) for p in usable]
         for name, (steering, decoding) in sources.items():
-            rows = []
-            for piece in usable:
+            rows, loop_rows = [], []
+            for piece, k in zip(usable, own_len):
                 gen = Generator(engine, decoding, steering=steering)
                 gen.prime(piece[:seed_len])
-                rows.append(compare(piece[:seed_len], gen.generate(answer_len)))
-            entry[name] = summarise(rows)
-        # the data's own continuation: any of at least MIN_CONTINUATION events for the medians (many
-        # folk tunes end before seed + answer), the full answer length only for the loop shares
-        own = [p for p in usable if len(p) >= seed_len + MIN_CONTINUATION]
-        rows = [compare(p[:seed_len], p[seed_len : seed_len + answer_len]) for p in own]
-        whole = [r for r, p in zip(rows, own) if len(p) >= seed_len + answer_len]
-        entry["data"] = summarise(rows, whole)
+                answer = gen.generate(answer_len)
+                rows.append(compare(piece[:seed_len], answer))
+                if k >= MIN_CONTINUATION:
+                    loop_rows.append(loops(answer[:k]))
+            entry[name] = summarise(rows, loop_rows)
+        # the data's own continuation: any of at least MIN_CONTINUATION events
+        own = [(p, k) for p, k in zip(usable, own_len) if k >= MIN_CONTINUATION]
+        rows = [compare(p[:seed_len], p[seed_len : seed_len + k]) for p, k in own]
+        entry["data"] = summarise(rows)
         table[collection] = entry
     return table
 
