@@ -56,10 +56,10 @@ class Memory:
             self._match[0] = 0
             n = self._n = keep
         if n >= 1:
-            # prefix j (1..n) extends its match by one when the token before it equals this one
-            same = self._tokens[:n] == token
-            grown = np.minimum(np.r_[0, self._match[1:n]] + 1, LONGEST)
-            self._match[1 : n + 1] = np.where(same, grown, 0)
+            # prefix j (1..n) extends the match of prefix j - 1 by one when the token before it equals
+            # this one (_match[0], the empty prefix, stays 0)
+            grown = np.minimum(self._match[:n] + 1, LONGEST)
+            self._match[1 : n + 1] = np.where(self._tokens[:n] == token, grown, 0)
         self._tokens[n] = token
         self._n = n + 1
 
