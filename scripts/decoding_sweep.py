@@ -1,11 +1,13 @@
 """How the served decoding was chosen: the "follows the seed" table on the validation split, per setting.
 
-    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS]    (defaults: the shipped model, 50)
+    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS] [SPLIT]    (defaults: the shipped model, 50,
+                                                                     validation)
 
 SWEEP is `loop_guard` (how the loop guard was chosen) or `memory` (with and without the piece's
 memory, on top of the guard). Needs data/music21 (scripts/make_music21_model.sh exports it).
 Prints, per setting, how many collections with at least 7 seeds meet each goal of issue 11 on the
-served answers (following the seed's voices and register), then the table itself.
+served answers (following the seed's voices and register), then the table itself. SPLIT `test`
+reports a choice already made; choices are made on validation.
 """
 
 import sys
@@ -52,13 +54,14 @@ def goals(table: dict) -> dict:
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in SWEEPS:
-        sys.exit(f"usage: decoding_sweep.py {{{'|'.join(SWEEPS)}}} [MODEL] [SEEDS]")
+        sys.exit(f"usage: decoding_sweep.py {{{'|'.join(SWEEPS)}}} [MODEL] [SEEDS] [SPLIT]")
     settings = SWEEPS[sys.argv[1]]
     model = Path(sys.argv[2]) if len(sys.argv) > 2 else None
     seeds = int(sys.argv[3]) if len(sys.argv) > 3 else 50
+    split = sys.argv[4] if len(sys.argv) > 4 else "validation"
     engine = Engine(model, provider="cpu")
     corpus = load_corpus(Path("data/music21"), engine.codec.grid)
-    _, files, _ = choose_split(engine.info.meta, corpus.files, "validation")
+    _, files, _ = choose_split(engine.info.meta, corpus.files, split)
     notes_of = dict(zip(corpus.files, corpus.notes))
     pieces: dict[str, list] = {}
     for f, p in zip(files, piece_events([notes_of[f] for f in files], engine.codec.grid, [0])):

@@ -101,10 +101,12 @@ def piece_scores_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> np.ndarray
     return rows
 
 
-def piece_scores_lstm(engine: Engine, pieces: Sequence[np.ndarray], memory: float = 0.0) -> np.ndarray:
+def piece_scores_lstm(
+    engine: Engine, pieces: Sequence[np.ndarray], memory: float = 0.0, **memory_shape
+) -> np.ndarray:
     """As `piece_scores_ngram`, for the model (one call per piece from the zero state). With
     `memory` > 0, the network mixed with the piece's own memory of that weight, as `Generator`
-    does (`midiseed.runtime.memory`)."""
+    does (`midiseed.runtime.memory`; `memory_shape`: its other constructor arguments)."""
     rows = np.zeros((len(pieces), 3))
     for row, piece in zip(rows, pieces):
         if len(piece) < 2:
@@ -115,7 +117,7 @@ def piece_scores_lstm(engine: Engine, pieces: Sequence[np.ndarray], memory: floa
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         targets = np.asarray(piece[1:], dtype=np.int64)
         if memory:
-            mem = Memory(logits.shape[1], memory)
+            mem = Memory(logits.shape[1], memory, **memory_shape)
             for t, token in enumerate(np.asarray(piece[:-1]).tolist()):
                 mem.feed(token)  # it has read piece[: t + 1]
                 logp[t] = mem.mix(logp[t])

@@ -13,7 +13,7 @@ The model's next-token distribution is then ``(1 - w) * network + w * memory``: 
 neural cache (Grave et al., 2017, "Improving neural language models with a continuous cache")
 on tokens, and the one IRCAM's OMax/Somax built their improvisers on (recombining what the
 player played). The constants were chosen on the validation split by held-out NLL pooled over
-every collection (models/MODEL_CARD.md, "The piece's memory"). Pure numpy.
+every collection (`scripts/memory_grid.py`; models/MODEL_CARD.md, "The piece's memory"). Pure numpy.
 """
 
 from __future__ import annotations
@@ -33,10 +33,19 @@ WINDOW = 1024  # how many recent tokens it remembers
 class Memory:
     """Feed every token heard and played; `mix` turns the network's logits into the model's."""
 
-    def __init__(self, vocab_size: int, weight: float = MEMORY_WEIGHT, window: int = WINDOW) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        weight: float = MEMORY_WEIGHT,
+        window: int = WINDOW,
+        min_match: int = MIN_MATCH,
+        half: float = HALF,
+        sharpness: float = SHARPNESS,
+    ) -> None:
         if not 0 <= weight < 1:
             raise ValueError(f"memory weight must be in 0..1 (below 1), got {weight}")
         self.vocab_size, self.weight, self.window = vocab_size, weight, window
+        self.min_match, self.half, self.sharpness = min_match, half, sharpness  # scripts/memory_grid.py
         self.reset()
 
     def reset(self) -> None:
@@ -70,12 +79,12 @@ class Memory:
             return None
         match = self._match[1:n]
         longest = int(match.max())
-        if longest < MIN_MATCH:
+        if longest < self.min_match:
             return None
-        places = np.flatnonzero(match >= MIN_MATCH)
-        counts = match[places].astype(np.float64) ** SHARPNESS
+        places = np.flatnonzero(match >= self.min_match)
+        counts = match[places].astype(np.float64) ** self.sharpness
         probs = np.bincount(self._tokens[places + 1], weights=counts, minlength=self.vocab_size)
-        return self.weight * longest / (longest + HALF), probs / probs.sum()
+        return self.weight * longest / (longest + self.half), probs / probs.sum()
 
     def mix(self, logits: np.ndarray) -> np.ndarray:
         """The network's logits -> the model's log-probabilities (the logits themselves when the
