@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from midiseed.evaluate import choose_split, collection_of
+from midiseed.evaluate.nexttoken import network_logprobs, with_memory
 from midiseed.runtime.engine import Engine
-from midiseed.runtime.memory import Memory
 from midiseed.training.corpus import load_corpus
 from midiseed.training.dataset import piece_events
 
@@ -32,21 +32,14 @@ def main() -> None:
     notes_of = dict(zip(corpus.files, corpus.notes))
     pieces = [codec.encode(p) for p in piece_events([notes_of[f] for f in files], grid, [0])]
     colls = np.array([collection_of(f) for f in files])
-    logps = []  # per piece: the network's log-probabilities, row t predicting token t + 1
-    for piece in pieces:
-        logits, _ = engine.run(np.asarray(piece, dtype=np.int32)[None, :], engine.zero_state())
-        z = logits[0, :-1].astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        logps.append(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+    logps = [network_logprobs(engine, piece) for piece in pieces]  # the network runs once
 
-    def score(**setting) -> tuple[float, dict]:
+    def score(weight: float, **shape) -> tuple[float, dict]:
         nll, count = np.zeros(len(pieces)), np.zeros(len(pieces))
         for i, (piece, logp) in enumerate(zip(pieces, logps)):
-            mem = Memory(len(codec), **setting)
-            for t, token in enumerate(piece[:-1].tolist()):
-                mem.feed(token)
-                nll[i] -= mem.mix(logp[t])[piece[t + 1]]
-            count[i] = len(piece) - 1
+            mixed = with_memory(logp, piece, weight, **shape) if weight else logp
+            nll[i] = -mixed[np.arange(len(logp)), np.asarray(piece[1:])].sum()
+            count[i] = len(logp)
         per = {c: nll[colls == c].sum() / count[colls == c].sum() for c in SHOWN if (colls == c).any()}
         return nll.sum() / count.sum(), per
 

@@ -149,6 +149,17 @@ def test_evaluate_end_to_end(report, tiny_onnx, midi_folder):
     assert report["settings"]["steps"] == 24 and report["settings"]["baseline_transpose"] == "-1..1"
 
 
+def test_memory_zero_scores_and_decodes_without_it_and_a_weight_reaches_both_rows(
+    report, tiny_onnx, midi_folder
+):
+    plain = evaluate(tiny_onnx[0], midi_folder, seeds=2, steps=24, seed_len=8, random_seed=1, memory=0.0)
+    assert "lstm+memory" not in plain["next_token"] and "loop_guard_32+memory" not in plain["decoding"]
+    assert plain["next_token"]["lstm"] == report["next_token"]["lstm"]  # the network's own row is the same
+    half = evaluate(tiny_onnx[0], midi_folder, seeds=2, steps=24, seed_len=8, random_seed=1, memory=0.5)
+    assert half["settings"]["memory"] == 0.5
+    assert half["next_token"]["lstm+memory"] != report["next_token"]["lstm+memory"]
+
+
 def test_evaluate_scores_only_files_outside_the_training_split(tiny_onnx, midi_folder, tmp_path):
     split = read_info(tiny_onnx[0]).meta["split"]
     for name in split["train"]:

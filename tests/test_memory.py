@@ -82,10 +82,17 @@ def test_mix_is_a_distribution_that_keeps_every_token_possible():
     assert np.argmax(p) == 1  # after ... 3 4 comes 1
 
 
-def test_keeps_its_window_and_stays_exact_within_it():
+def test_caps_match_lengths_at_its_longest():
+    tokens = [9, 8] + [1, 2, 3] * 60  # matches up to 177 tokens long, counted as LONGEST
+    got, want = fed(tokens).distribution(), reference(tokens)
+    assert got[0] == pytest.approx(want[0]) == pytest.approx(MEMORY_WEIGHT * LONGEST / (LONGEST + HALF))
+    np.testing.assert_allclose(got[1], want[1])
+
+
+def test_keeps_its_window_and_predicts_as_from_the_tokens_kept():
     rng = np.random.default_rng(1)
     tokens = rng.integers(0, 2, size=700).tolist()
-    mem = fed(tokens, window=200)  # wraps three times
+    mem = fed(tokens, window=200)  # drops its older half twice
     got, want = mem.distribution(), reference(tokens[-mem._n :])
     assert mem._n <= 400
     assert got[0] == pytest.approx(want[0])
@@ -94,8 +101,8 @@ def test_keeps_its_window_and_stays_exact_within_it():
 
 
 def test_weight_is_checked():
-    with pytest.raises(BadValue, match="memory"):
-        Decoding(memory=1.0)
+    with pytest.raises(BadValue, match=r"memory must be in 0\.\.0\.99"):
+        Decoding(memory=0.995)
     with pytest.raises(ValueError, match="memory"):
         Memory(V, weight=-0.1)
 
@@ -125,13 +132,21 @@ def test_the_generator_answers_from_the_phrase_when_the_network_has_no_preferenc
     assert plain.generate(3) != tune[3:]
     with_memory.decoding = Decoding()  # switched off live (the daemon's CC)
     assert with_memory.memory.weight == 0
+    # fed only while on; switched on, it catches up on what was heard and played since the phrase
+    late = Generator(IndifferentEngine(), Decoding())
+    late.prime(tune + tune[:3])
+    assert late.memory._n == 0
+    late.decoding = Decoding(memory=MEMORY_WEIGHT)
+    assert late.memory._n == len(late.history)
+    assert late.generate(3) == tune[3:]
 
 
 def test_scoring_with_memory_scores_a_repeated_strain_better_than_the_network_alone():
     tune = [Event((p,), (False,), 2) for p in (62, 66, 69, 67, 66, 64, 62, 61)]
     tokens = codec.encode(tune * 3)
-    alone = piece_scores_lstm(IndifferentEngine(), [tokens])[0]
-    mixed = piece_scores_lstm(IndifferentEngine(), [tokens], MEMORY_WEIGHT)[0]
+    alone, mixed = (
+        rows[0] for rows in piece_scores_lstm(IndifferentEngine(), [tokens], (0.0, MEMORY_WEIGHT))
+    )
     assert alone[0] == pytest.approx(np.log(V) * (len(tokens) - 1))  # uniform: log V a token
     assert mixed[0] < 0.5 * alone[0] and mixed[2] == alone[2]
     assert mixed[1] > alone[1]  # and it guesses the repeats right

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from midiseed.errors import UserError
+from midiseed.runtime.memory import MAX_MEMORY
 
 
 class ConfigError(UserError, ValueError):
@@ -135,7 +136,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "top_k": (0, 272),
     "no_repeat": (0, 64),
     "loop_guard": (0, 64),
-    "memory": (0, 0.99),
+    "memory": (0, MAX_MEMORY),
     "random_seed": (0, 2**31),
     "status_seconds": (0, 86_400),
     **{k: (0, 127) for k in SECTIONS["cc"]},

@@ -23,6 +23,7 @@ from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.runtime.codec import Event
 from midiseed.runtime.generate import Generator
+from midiseed.runtime.memory import MAX_MEMORY
 from midiseed.runtime.sampling import MAX_LOOP_GUARD
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class Performer:
         elif control == cfg.loop_guard_cc:
             self._decoding(loop_guard=min(value, MAX_LOOP_GUARD))
         elif control == cfg.memory_cc:
-            self._decoding(memory=round(value / 127 * 0.99, 3))
+            self._decoding(memory=round(value / 127 * MAX_MEMORY, 3))
         return None
 
     def _apply_steering(self) -> None:

@@ -54,8 +54,9 @@ DECODINGS = {
     "top_k_8": Decoding(temperature=1.0, top_k=8),
     "no_repeat_12": Decoding(no_repeat=12),
     f"loop_guard_{LOOP_GUARD}": Decoding(loop_guard=LOOP_GUARD),
-    f"loop_guard_{LOOP_GUARD}+memory": Decoding(loop_guard=LOOP_GUARD, memory=MEMORY_WEIGHT),
 }
+# evaluate() adds this row with the memory weight it was given (none when 0)
+WITH_MEMORY_DECODING = f"loop_guard_{LOOP_GUARD}+memory"
 WITH_MEMORY = "lstm+memory"  # the next-token row of the network mixed with the piece's memory
 __all__ = [
     "BASELINES",
@@ -134,14 +135,15 @@ def evaluate(
 
     ``next_token``: per model, mean NLL in nats per token and top-1 accuracy over positions 1..T-1 of
     every evaluation piece (untransposed): ``lstm`` the network alone, ``lstm+memory`` (when
-    `memory` > 0) the network mixed with the piece's own memory of that weight, as served
-    (`midiseed.runtime.memory`); the n-gram baselines are fitted on the model's training
-    files found in data_dir, and left out (with a note) when there are none. ``decoding``: per option
-    of `DECODINGS`, `steps` events generated (unsteered: the model alone) after the first `seed_len`
-    events of each of the first `seeds` (None: every) evaluation pieces that long, with `loop_share`
-    (see `looped_mask`), `distinct_4grams` (of events), `pitch_class_tv` and `duration_tv` (see
-    `tv_distance`, against the whole evaluation data) averaged over those samples, and the samples'
-    pooled histograms (as shares); ``data`` is the same for windows of `steps` events of the
+    `memory` > 0) the network mixed with the piece's own memory of that weight, as served with
+    `--memory` (`midiseed.runtime.memory`; off by default); the n-gram baselines are fitted on the
+    model's training files found in data_dir, and left out (with a note) when there are none.
+    ``decoding``: per option of `DECODINGS` (and `WITH_MEMORY_DECODING` when `memory` > 0), `steps`
+    events generated (unsteered: the model alone) after the first `seed_len` events of each of the
+    first `seeds` (None: every) evaluation pieces that long, with `loop_share` (see `looped_mask`),
+    `distinct_4grams` (of events), `pitch_class_tv` and `duration_tv` (see `tv_distance`, against
+    the whole evaluation data) averaged over those samples, and the samples' pooled histograms (as
+    shares); ``data`` is the same for windows of `steps` events of the
     evaluation pieces. ``follow``: the "follows the seed" table per collection (see
     `midiseed.evaluate.follow`), up to `follow_seeds` seeds a collection (0: no table). Raises
     ValueError (BadValue) when the model file has no training split, or data_dir holds nothing to
@@ -171,9 +173,8 @@ def evaluate(
     eval_pieces = piece_events(eval_notes, grid, [0])  # transposition 0 keeps every piece, in order
     eval_tokens = [codec.encode(p) for p in eval_pieces]
 
-    scores = {"lstm": piece_scores_lstm(engine, eval_tokens)}  # per piece: NLL sum, correct, positions
-    if memory:
-        scores[WITH_MEMORY] = piece_scores_lstm(engine, eval_tokens, memory)
+    weights = (0.0, memory) if memory else (0.0,)  # the network alone, and with the memory
+    scores = dict(zip(("lstm", WITH_MEMORY), piece_scores_lstm(engine, eval_tokens, weights)))
     if train_notes:
         train_pieces = piece_events(train_notes, grid, transposition_range(transpose))
         train_tokens = [codec.encode(p) for p in train_pieces]
@@ -198,7 +199,11 @@ def evaluate(
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
     primers = [p for p in eval_pieces if len(p) >= seed_len][:seeds]  # [:None]: all
     decoding = {}
-    for name, options in (decodings or DECODINGS).items():
+    if decodings is None:
+        decodings = dict(DECODINGS)
+        if memory:
+            decodings[WITH_MEMORY_DECODING] = Decoding(loop_guard=LOOP_GUARD, memory=memory)
+    for name, options in decodings.items():
         outputs = []
         for k, piece in enumerate(primers):
             gen = Generator(engine, options, seed=random_seed + k, steering=Steering())

@@ -87,7 +87,7 @@ def score_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> dict:
 
 def score_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> dict:
     """As `score_ngram`, for the model: one engine call per whole piece, from the zero state."""
-    return totals(piece_scores_lstm(engine, pieces))
+    return totals(piece_scores_lstm(engine, pieces)[0])
 
 
 def piece_scores_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> np.ndarray:
@@ -102,31 +102,45 @@ def piece_scores_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> np.ndarray
 
 
 def piece_scores_lstm(
-    engine: Engine, pieces: Sequence[np.ndarray], memory: float = 0.0, **memory_shape
-) -> np.ndarray:
-    """As `piece_scores_ngram`, for the model (one call per piece from the zero state). With
-    `memory` > 0, the network mixed with the piece's own memory of that weight, as `Generator`
-    does (`midiseed.runtime.memory`; `memory_shape`: its other constructor arguments)."""
-    rows = np.zeros((len(pieces), 3))
-    for row, piece in zip(rows, pieces):
+    engine: Engine, pieces: Sequence[np.ndarray], memories: Sequence[float] = (0.0,), **memory_shape
+) -> list[np.ndarray]:
+    """As `piece_scores_ngram`, for the model (one network call per piece from the zero state), one
+    array of rows per weight in `memories`: 0 the network alone, above 0 the network mixed with the
+    piece's own memory of that weight as `Generator` mixes it (`midiseed.runtime.memory`;
+    `memory_shape`: its other constructor arguments)."""
+    rows = [np.zeros((len(pieces), 3)) for _ in memories]
+    for i, piece in enumerate(pieces):
         if len(piece) < 2:
             continue
-        logits, _ = engine.run(np.asarray(piece, dtype=np.int32)[None, :], engine.zero_state())
-        logits = logits[0, :-1].astype(np.float64)  # row t predicts token t + 1
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        logp = network_logprobs(engine, piece)
         targets = np.asarray(piece[1:], dtype=np.int64)
-        if memory:
-            mem = Memory(logits.shape[1], memory, **memory_shape)
-            for t, token in enumerate(np.asarray(piece[:-1]).tolist()):
-                mem.feed(token)  # it has read piece[: t + 1]
-                logp[t] = mem.mix(logp[t])
-        row += (
-            -float(logp[np.arange(len(targets)), targets].sum()),
-            int((logp.argmax(axis=1) == targets).sum()),
-            len(targets),
-        )
+        for out, weight in zip(rows, memories):
+            mixed = with_memory(logp, piece, weight, **memory_shape) if weight else logp
+            out[i] = (
+                -float(mixed[np.arange(len(targets)), targets].sum()),
+                int((mixed.argmax(axis=1) == targets).sum()),
+                len(targets),
+            )
     return rows
+
+
+def network_logprobs(engine: Engine, piece: np.ndarray) -> np.ndarray:
+    """The network's next-token log-probabilities along a piece from the zero state: row t is its
+    prediction of token t + 1 (len(piece) - 1 rows)."""
+    logits, _ = engine.run(np.asarray(piece, dtype=np.int32)[None, :], engine.zero_state())
+    logits = logits[0, :-1].astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def with_memory(logp: np.ndarray, piece: np.ndarray, weight: float, **memory_shape) -> np.ndarray:
+    """`network_logprobs` rows mixed with the piece's memory: for row t it has read piece[: t + 1]."""
+    mem = Memory(logp.shape[1], weight, **memory_shape)
+    mixed = logp.copy()
+    for t, token in enumerate(np.asarray(piece[: len(logp)]).tolist()):
+        mem.feed(token)
+        mixed[t] = mem.mix(logp[t])
+    return mixed
 
 
 def totals(rows: np.ndarray) -> dict:

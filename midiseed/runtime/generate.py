@@ -49,8 +49,13 @@ class Generator:
 
     @decoding.setter
     def decoding(self, value: Decoding) -> None:
+        switched_on = value.memory and not self.memory.weight
         self._decoding = value
         self.memory.weight = value.memory
+        if switched_on and hasattr(self, "history"):  # it is fed only while on: catch up on the phrase
+            self.memory.reset()
+            for t in self.history:
+                self.memory.feed(t)
 
     @property
     def steering(self) -> Steering | None:
@@ -92,7 +97,8 @@ class Generator:
         self.logits = logits[0, -1]
         for t in tokens.tolist():
             self.grammar.feed(t)
-            self.memory.feed(t)
+            if self.memory.weight:
+                self.memory.feed(t)
         self.history.extend(tokens.tolist())
         self._remember(events)
 
@@ -126,7 +132,8 @@ class Generator:
             if refused:
                 allowed = self._refuse(allowed, refused)
             token = choose(self.memory.mix(self.logits), self.decoding, self.rng, allowed)
-            self.memory.feed(token)
+            if self.memory.weight:
+                self.memory.feed(token)
             self.history.append(token)
             if len(self.history) > 4 * self.decoding.window:
                 del self.history[: -self.decoding.window]

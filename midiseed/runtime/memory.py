@@ -4,7 +4,8 @@ Music repeats itself: a folk tune plays its first strain again, a chorale return
 figure, a player restates a motif. The network reads the phrase but predicts each next token
 from its general knowledge; the memory predicts it from this piece alone. At each step it finds
 the earlier places where the last tokens occurred too (the longest common suffix of the token
-stream with each earlier prefix, up to `LONGEST` tokens, over the last `WINDOW` tokens) and
+stream with each earlier prefix, up to `LONGEST` tokens, over the last `WINDOW` to 2 * `WINDOW`
+tokens: it drops the older half when full, and a match may still count a few dropped tokens) and
 takes what followed them, each place weighted by its match length to the power `SHARPNESS`. It
 speaks only once some match is `MIN_MATCH` tokens long, with the weight `weight * m / (m + HALF)`
 for the longest match m: the longer the context it has seen before, the more it is trusted.
@@ -23,11 +24,12 @@ import numpy as np
 # The weight it tends to for very long matches, chosen on validation. Off by default in `generate`
 # and the daemon (`--memory`, `[decoding] memory`, CC 106): see models/MODEL_CARD.md for why.
 MEMORY_WEIGHT = 0.95
+MAX_MEMORY = 0.99  # the highest weight allowed: the network always keeps a say, so every token stays possible
 MIN_MATCH = 6  # tokens of context (three melody events) before the memory says anything
 HALF = 4  # match length at which the weight is half of MEMORY_WEIGHT
 SHARPNESS = 4  # each earlier place counts as (its match length) ** SHARPNESS
 LONGEST = 64  # match lengths are counted up to this many tokens
-WINDOW = 1024  # how many recent tokens it remembers
+WINDOW = 1024  # it remembers the last WINDOW to 2 * WINDOW tokens
 
 
 class Memory:
@@ -42,8 +44,8 @@ class Memory:
         half: float = HALF,
         sharpness: float = SHARPNESS,
     ) -> None:
-        if not 0 <= weight < 1:
-            raise ValueError(f"memory weight must be in 0..1 (below 1), got {weight}")
+        if not 0 <= weight <= MAX_MEMORY:
+            raise ValueError(f"memory weight must be in 0..{MAX_MEMORY} (0 = off), got {weight}")
         self.vocab_size, self.weight, self.window = vocab_size, weight, window
         self.min_match, self.half, self.sharpness = min_match, half, sharpness  # scripts/memory_grid.py
         self.reset()

@@ -15,6 +15,7 @@ import numpy as np
 
 from midiseed.errors import BadValue
 from midiseed.runtime.codec import Codec, Event, EventReader
+from midiseed.runtime.memory import MAX_MEMORY
 
 # How far the followed register reaches past the phrase's lowest and highest pitch: a perfect
 # fourth. A melody's answer may step or leap a little past the call's range, and a phrase of one
@@ -120,8 +121,8 @@ class Decoding:
             raise BadValue(f"no_repeat must be 0 (off) or 2 or more, got {self.no_repeat}")
         if self.loop_repeats < 1:
             raise BadValue(f"loop_repeats must be 1 or more, got {self.loop_repeats}")
-        if not 0 <= self.memory < 1:
-            raise BadValue(f"memory must be in 0..1 (below 1; 0 = off), got {self.memory}")
+        if not 0 <= self.memory <= MAX_MEMORY:
+            raise BadValue(f"memory must be in 0..{MAX_MEMORY} (0 = off), got {self.memory}")
         if not 0 <= self.loop_guard <= MAX_LOOP_GUARD:
             raise BadValue(
                 f"loop_guard must be in 0..{MAX_LOOP_GUARD} events (0 = off), got {self.loop_guard}"
