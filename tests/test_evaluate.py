@@ -297,6 +297,15 @@ def test_texture_and_rhythm_ratios_on_handmade_seeds_and_answers():
     assert notes_per_onset(held) == pytest.approx((3 + 1 + 1) / 3)
 
 
+def test_pitch_loops_hear_a_figure_replayed_with_its_durations_varied():
+    figure = [60, 64, 67]
+    varied = [Event((p,), (False,), steps) for steps in (2, 4, 3, 6) for p in figure]  # durations move
+    row = compare(line(figure, steps=2), varied)
+    assert row["loop_8"] == 0.0  # as events it does not loop
+    assert row["pitch_loop_8"] == 1.0  # to the ear it is one figure four times
+    assert compare(line(figure, steps=2), line([60, 62, 64, 65, 67, 69, 71, 72]))["pitch_loop_8"] == 0.0
+
+
 def test_register_shift_and_loops_of_an_answer():
     seed = line([60, 62, 64, 65, 67, 65, 64, 62], steps=2)
     lower = [Event((p - 12,), h, s) for ev in seed for p, h, s in [(ev.pitches[0], ev.held, ev.steps)]]

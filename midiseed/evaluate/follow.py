@@ -13,7 +13,9 @@ Each answer is compared with the seed on:
   Krumhansl-Schmuckler key (`midiseed.evaluate.keys`);
 - shift: the answer's mean pitch minus the seed's (note-time weighted), in semitones; the table
   gives the median of its size, the JSON also its signed median;
-- loops: the share of the answer's events inside a loop of period <= 8 and <= 32 events.
+- loops: the share of the answer's events inside a loop of period <= 8 and <= 32 events; and the
+  pitch loops: the same at period <= 8 over the events' pitches alone, durations ignored (a figure
+  replayed with its rhythm varied is a loop to the ear, not to the event measure).
 
 Factors, in-key share and shift are medians over the seeds of a collection; loop shares are means,
 because most pieces loop not at all and a median would hide the ones that do. The `data` row compares
@@ -39,6 +41,7 @@ from midiseed.runtime.sampling import LOOP_GUARD, Decoding, Steering
 SEED_EVENTS = 32
 ANSWER_EVENTS = 64
 LOOP_PERIODS = (8, 32)
+PITCH_LOOP = "pitch_loop_8"
 # the model alone (unsteered, plain greedy), and the model as `generate` and the daemon serve it:
 # following the seed (steering None: `Steering.follow`), with the loop guard
 SOURCES: dict[str, tuple[Steering | None, Decoding]] = {
@@ -104,8 +107,12 @@ def compare(seed: Sequence[Event], answer: Sequence[Event]) -> dict:
 
 
 def loops(events: Sequence[Event]) -> dict:
-    """The loop shares of `events` at each of LOOP_PERIODS."""
-    return {f"loop_{p}": loop_share(list(events), p) for p in LOOP_PERIODS}
+    """The loop shares of `events` at each of LOOP_PERIODS, and `pitch_loop_8`: the share at period
+    <= 8 of their pitch content alone (which pitches sound, struck or held, whatever the duration),
+    what an ear hears as a loop even when the durations vary."""
+    shares = {f"loop_{p}": loop_share(list(events), p) for p in LOOP_PERIODS}
+    shares[PITCH_LOOP] = loop_share([ev.pitches for ev in events], LOOP_PERIODS[0])
+    return shares
 
 
 def summarise(rows: Sequence[dict], loop_rows: Sequence[dict] | None = None) -> dict:
@@ -123,8 +130,8 @@ def summarise(rows: Sequence[dict], loop_rows: Sequence[dict] | None = None) -> 
         out[key] = median(key)
     out["shift_size"] = median("shift", abs)
     out["shift"] = median("shift")
-    for p in LOOP_PERIODS:
-        out[f"loop_{p}"] = float(np.mean([r[f"loop_{p}"] for r in loop_rows])) if loop_rows else None
+    for key in (*(f"loop_{p}" for p in LOOP_PERIODS), PITCH_LOOP):
+        out[key] = float(np.mean([r[key] for r in loop_rows])) if loop_rows else None
     return out
 
 
@@ -184,13 +191,14 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
         f"Follows the seed: greedy answers of {answer_len} events to the first {seed_len} events of held-out"
         " pieces. Texture and rhythm are factors max(r, 1/r) of answer/seed (1 = the same); in key ="
         " share of note time on the seed's key's scale; shift = |mean pitch change| in semitones; medians"
-        " per collection. Loop shares are means. `model` = unsteered plain greedy, `served` = as served by"
+        " per collection. Loop shares are means, answer and music compared length for length; pitch"
+        " loops ignore durations. `model` = unsteered plain greedy, `served` = as served by"
         " default: following the seed's voices, register, chords and note rate, with the loop guard;"
         " `data` = the pieces' own next events.",
         "",
         f"| collection | source | seeds | texture × | rhythm × | in key | shift (st) | loops ≤ {p1}"
-        f" | loops ≤ {p2} | loop seeds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f" | loops ≤ {p2} | pitch loops ≤ {p1} | loop seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for collection, entry in table.items():
         for source, row in entry.items():
@@ -204,6 +212,7 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
                 _fmt(row["shift_size"], ".1f"),
                 _fmt(row[f"loop_{p1}"], ".0%"),
                 _fmt(row[f"loop_{p2}"], ".0%"),
+                _fmt(row.get(PITCH_LOOP), ".0%"),
                 str(row["loop_seeds"]),
             ]
             lines.append(f"| {collection or '(top)'} | {source} | {' | '.join(cells)} |")
