@@ -311,11 +311,13 @@ def test_model_cc_switches_between_loaded_models(sock):
     settings = replace(Config(), realtime=False, status_socket=sock, models=("second.onnx",))
     service = Service(settings, clock=clock, open_ports=open_ports, make_generator=make_generator)
     assert made == ["", "second.onnx"]  # both loaded at start
+    clock.at(0.02, holder["ports"].feed, [0xB0, 87, 127])  # temperature 2, set live on the first model
     clock.at(0.05, holder["ports"].feed, [0xB0, 91, 1])
     clock.at(0.3, service.stop)
     assert service.run() == 0
     assert service.performer.gen is service.generators[1]
     assert service.status()["model"] == "second.onnx"
+    assert service.generators[1].decoding.temperature == 2.0  # the live setting came along
 
 
 def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path, sock):

@@ -335,9 +335,12 @@ class Performer:
         log.debug("re-seeded with %s", pitches)
 
     def use(self, generator: Generator) -> None:
-        """Answer with another (loaded) model from now on; what was planned with the old one stops."""
+        """Answer with another (loaded) model from now on; what was planned with the old one stops.
+        The decoding set live (temperature, top-k, guards, memory by CC) carries over, as the
+        steering does: they are the player's settings, not the model's."""
         if generator is not self.gen:
             self.cancel()
+            generator.decoding = self.gen.decoding
             self.gen = generator
             self._apply_steering()
 
