@@ -212,7 +212,7 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
                 _fmt(row["shift_size"], ".1f"),
                 _fmt(row[f"loop_{p1}"], ".0%"),
                 _fmt(row[f"loop_{p2}"], ".0%"),
-                _fmt(row.get(PITCH_LOOP), ".0%"),
+                _fmt(row[PITCH_LOOP], ".0%"),
                 str(row["loop_seeds"]),
             ]
             lines.append(f"| {collection or '(top)'} | {source} | {' | '.join(cells)} |")
