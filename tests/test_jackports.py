@@ -61,6 +61,24 @@ def test_one_client_holds_both_ports_and_loops_messages_back_with_a_wake_up(port
     assert p.dropped == (0, 0)
 
 
+def test_a_burst_larger_than_a_period_holds_goes_out_whole_over_the_next_periods(ports):
+    """A period's MIDI buffer holds a few dozen messages (64 frames here); what does not fit waits
+    in the ring for the next period instead of being dropped: a panic after a late period must
+    not lose its note-offs."""
+    p = ports()
+    inp, out = p.port_names
+    assert p._client.connect(out, inp) == 0
+    burst = [[0x90 | (k % 2) << 4, 36 + k % 60, 1 + k % 100] for k in range(6000)]  # note-ons and -offs
+    for message in burst:
+        p.send(message)
+    deadline, got = time.monotonic() + 5, []
+    while len(got) < len(burst) and time.monotonic() < deadline:
+        got += p.poll()
+        time.sleep(0.005)
+    assert got == burst
+    assert p.dropped == (0, 0)
+
+
 def test_bad_messages_are_refused_and_a_closed_client_says_so(ports):
     p = ports()
     with pytest.raises(ValueError, match="byte 1"):

@@ -47,6 +47,7 @@ extern const char *jack_port_name(const jack_port_t *port);
 extern uint32_t jack_midi_get_event_count(void *buffer);
 extern int jack_midi_event_get(jack_midi_event_t *event, void *buffer, uint32_t index);
 extern void jack_midi_clear_buffer(void *buffer);
+extern size_t jack_midi_max_event_size(void *port_buffer);
 extern int jack_midi_event_write(void *buffer, jack_nframes_t time, const unsigned char *data, size_t size);
 extern int jack_connect(jack_client_t *client, const char *source, const char *destination);
 extern const char **jack_get_ports(jack_client_t *client, const char *name_pattern, const char *type_pattern,
@@ -70,7 +71,7 @@ typedef struct {
     jack_ringbuffer_t *in_rb, *out_rb;
     int wake_fd;
     atomic_uint dropped_in;  /* arrived but no room, or too long */
-    atomic_uint dropped_out; /* JACK's output buffer was full */
+    atomic_uint dropped_out; /* too big for even an empty period's buffer */
     atomic_int shut_down;
 } Client;
 
@@ -105,6 +106,8 @@ static int process(jack_nframes_t nframes, void *arg) {
         jack_ringbuffer_peek(c->out_rb, (char *)&size, 2);
         if (jack_ringbuffer_read_space(c->out_rb) < 2u + size)
             break; /* the writer is still at it: next period */
+        if (jack_midi_max_event_size(out) < size && jack_midi_get_event_count(out) > 0)
+            break; /* this period's buffer is full: the rest goes out in the next ones, in order */
         jack_ringbuffer_read(c->out_rb, (char *)&size, 2);
         jack_ringbuffer_read(c->out_rb, (char *)message, size);
         if (jack_midi_event_write(out, 0, message, size) != 0)
