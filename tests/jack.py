@@ -3,12 +3,15 @@ up when constructed, and the player."""
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from pathlib import Path
 
 from midiseed.bench.rig import DaemonProcess, Player, start_server, wait_for_port
+from midiseed.bench.soak import JackDump
+from midiseed.daemon.jackports import JackPorts
 
-__all__ = ["Daemon", "Player", "start_server", "wait_for_port"]
+__all__ = ["Daemon", "Player", "Witness", "start_server", "wait_for_port"]
 
 
 class Daemon(DaemonProcess):
@@ -21,3 +24,45 @@ class Daemon(DaemonProcess):
             sections.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
         super().__init__(tmp, model, name, sections)
         self.wait_for_ports()
+
+
+class Witness:
+    """A second recorder of a daemon's output: midiseed's own C JACK client (`_jackmidi`), whose
+    process thread copies every message into a 64 KiB ring and counts what it had no room for,
+    and a thread here that empties the ring. The Player's python-rtmidi input runs Python in
+    JACK's real-time thread and was seen to miss messages on a loaded machine (midiseed/bench/soak.py);
+    this one either sees every message or says how many it dropped."""
+
+    def __init__(self, name: str) -> None:
+        self.messages: list[list[int]] = []
+        self.ports = JackPorts(f"witness-{name}", "rec-in", "rec-out", connect_from=(f"{name}-out",))
+        if self.ports.named[0].port is None:
+            self.ports.close()
+            raise LookupError(f"no JACK port {name}-out to witness")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.wait(0.002):
+            self.messages.extend(self.ports.poll())
+
+    def close(self) -> None:
+        """Stop draining (what is still in the ring is read first), then close the client."""
+        self._stop.set()
+        self._thread.join()
+        self.messages.extend(self.ports.poll())
+        self.ports.close()
+
+    @property
+    def dropped(self) -> int:
+        """Messages that arrived while the ring was full."""
+        return self.ports.dropped[0]
+
+    def left_on(self) -> set[tuple[int, int]]:
+        """(channel, pitch) of every note-on without its own note-off (CC 123 not counted)."""
+        return JackDump.left_on(self.messages)
+
+    def got_all_notes_off(self) -> bool:
+        """Whether a CC 123 (All Notes Off) arrived."""
+        return any(len(m) == 3 and m[0] & 0xF0 == 0xB0 and m[1] == 123 for m in self.messages)

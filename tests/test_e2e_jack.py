@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.jack import Daemon, Player
+from tests.jack import Daemon, Player, Witness
 
 pytestmark = pytest.mark.jack
 
@@ -337,6 +337,9 @@ def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
     import sys
 
     daemon, player = daemon_factory("load", mode=("performance", '"continue"'), bpm=("timing", 400))
+    # what the daemon left on is judged by the C witness: under this load the Player's Python
+    # callback, in JACK's real-time thread, was seen to miss a note-off (one CI run in ~20)
+    witness = Witness(daemon.name)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         for i in range(2000):  # about 2 s of input: a note every 20 messages, the rest clock pulses
@@ -353,7 +356,10 @@ def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
         for hog in hogs:
             hog.kill()
             hog.wait()
+        time.sleep(0.2)  # the last messages reach the witness
+        witness.close()
     assert status == 0
     assert took <= 1.0, f"{took:.2f} s from SIGTERM to exit"
-    time.sleep(0.2)
-    assert player.left_on() == set() and player.got_all_notes_off()
+    assert witness.dropped == 0
+    assert sum(m[0] & 0xF0 == 0x90 and m[2] > 0 for m in witness.messages) > 10
+    assert witness.left_on() == set() and witness.got_all_notes_off()
