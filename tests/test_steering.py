@@ -10,7 +10,7 @@ from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator, parse_seed_notes
 from midiseed.runtime.midifile import read_notes
-from midiseed.runtime.sampling import FOLLOW_MARGIN, Grammar, Steering
+from midiseed.runtime.sampling import FOLLOW_MARGIN, LOOP_GUARD, Decoding, Grammar, Steering
 
 codec = Codec()
 
@@ -198,6 +198,32 @@ def test_fewest_strikes_chords_whole_and_never_holds_a_note_into_one():
     assert not mask[codec.held(48)] and not mask[codec.held(64)]  # nothing held on: strike or rest
 
 
+def test_least_keeps_the_voices_sounding_held_or_struck():
+    grammar = Grammar(codec, steering=Steering(voices=4, low=40, high=80, least=3))
+    durations = [codec.duration(n) for n in range(1, codec.grid.max_steps + 1)]
+    assert grammar.allowed()[durations].all()  # a rest is still allowed
+    for p in (48, 55, 64):
+        grammar.feed(codec.struck(p))
+    grammar.feed(codec.duration(4))
+    grammar.feed(codec.held(48))
+    mask = grammar.allowed()
+    assert not mask[durations].any()  # one voice sounding: not yet
+    assert mask[codec.held(55)] and mask[codec.struck(57)]  # holding a voice counts as much as striking
+    grammar.feed(codec.held(55))
+    assert not grammar.allowed()[durations].any()
+    grammar.feed(codec.struck(67))
+    assert grammar.allowed()[durations].all()  # three sounding, one of them struck: it may end
+
+
+def test_least_gives_way_when_no_pitch_is_left_in_the_register():
+    grammar = Grammar(codec, steering=Steering(voices=4, low=40, high=62, least=3))
+    grammar.feed(codec.struck(61))
+    mask = grammar.allowed()
+    assert mask[codec.struck(62)] and not mask[codec.duration(2)]
+    grammar.feed(codec.struck(62))
+    assert grammar.allowed()[codec.duration(2)]  # nothing above 62 allowed: the event may end
+
+
 def test_shortest_keeps_struck_events_no_faster_than_the_phrase():
     grammar = Grammar(codec, steering=Steering(voices=4, shortest=4))
     assert grammar.allowed()[codec.duration(1)]  # a short rest is fine
@@ -210,12 +236,36 @@ def test_shortest_keeps_struck_events_no_faster_than_the_phrase():
 def test_follow_takes_the_thinnest_chord_and_the_shortest_note_but_not_the_last():
     chords = [struck(48, 55, 64, steps=8), struck(45, 57, 60, 64, steps=8), struck(41, 57, 65, steps=2)]
     s = Steering.follow(chords)
-    assert (s.voices, s.fewest, s.shortest) == (4, 3, 8)  # the last chord's 2 steps may be cut short
+    # the last chord's 2 steps may be cut short
+    assert (s.voices, s.fewest, s.shortest, s.least) == (4, 3, 8, 3)
     melody = [struck(60, steps=2), struck(62, 64, steps=4), struck(65, steps=4)]
     assert Steering.follow(melody).fewest == 0  # one onset struck a single note: no floor
+    assert Steering.follow(melody).least == 0  # one voice at times: no floor
     assert Steering.follow(melody).shortest == 2
+    parts = [struck(48, 55, 64, 72, steps=4), Event((48, 55, 64, 74), (True, True, True, False), 2)]
+    assert (Steering.follow(parts).least, Steering.follow(parts).fewest) == (4, 0)  # held voices count
+    assert Steering.follow(parts).overridden(3, 40, 80).least == 3  # never above the voices set by hand
     with pytest.raises(BadValue):
         Steering(voices=2, fewest=3)
+    with pytest.raises(BadValue):
+        Steering(voices=2, least=3)
+
+
+def test_the_shipped_model_keeps_the_four_parts_of_a_chorale_phrase(engine):
+    """The first 16 events of Bach's chorale BWV 24.6, parts moving in eighths over held ones: every
+    event of the answer that sounds keeps four parts. Without the floor (`least`) the shipped model,
+    served, thinned 4 of its 22 sounding events to three parts or two."""
+    keys = (
+        "45,61,64,69:2 45_,61_,65,69_:1 45_,61_,67,69_:1 50,62,65,69:2 48,62_,65_,69_:2 46,62,65,70:2"
+        " 46_,58,65_,72:1 46_,58_,65_,74:1 48,57,65,72:2 48_,55,64,72_:1 48_,53,62,72_:1 48,55,64,70:1"
+        " 48_,55_,64_,69:1 48_,55_,64_,70:2 41,60,65,69:4 53,60,65,69:2"
+    )
+    gen = Generator(engine, Decoding(loop_guard=LOOP_GUARD))  # as served
+    gen.prime([Event.from_key(k) for k in keys.split()])
+    assert gen.in_force.least == 4
+    answer = [ev for ev in gen.generate(24) if ev.pitches]
+    assert answer and all(len(ev.pitches) == 4 for ev in answer)
+    assert any(any(ev.held) for ev in answer)  # parts may still hold while another moves
 
 
 def test_the_shipped_model_answers_block_chords_with_block_chords_at_their_rate(engine):

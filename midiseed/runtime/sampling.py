@@ -33,20 +33,25 @@ class Steering:
     register change takes effect within one event.
 
     `fewest` (2 or more) answers chords with chords: every event that sounds strikes at least that
-    many notes and holds none, as a player striking block chords does. `shortest` keeps the answer
-    no faster than the phrase: an event that strikes a note lasts at least that many grid steps."""
+    many notes and holds none, as a player striking block chords does. `least` (2 or more) keeps
+    the voices: every event that sounds has at least that many pitches, struck or held, as a
+    four-part chorale keeps its four parts while one of them moves. `shortest` keeps the answer no
+    faster than the phrase: an event that strikes a note lasts at least that many grid steps."""
 
     voices: int = 0  # most pitches sounding at once (struck or held): 0 = no cap, else 1..max_poly
     low: int = 0  # lowest pitch an event may hold or strike (MIDI number)
     high: int = 127  # highest pitch an event may hold or strike
     fewest: int = 0  # fewest notes an event that sounds must strike (none held): 0 or 1 = no floor
     shortest: int = 0  # fewest grid steps an event that strikes a note may last: 0 = no floor
+    least: int = 0  # fewest pitches (struck or held) an event that sounds must have: 0 or 1 = no floor
 
     def __post_init__(self) -> None:
         if not 0 <= self.voices <= 127:
             raise BadValue(f"voices must be 0 (no cap) or 1..max_poly, got {self.voices}")
         if not 0 <= self.fewest <= (self.voices or 127):
             raise BadValue(f"fewest must be 0 (no floor) up to voices, got {self.fewest} with {self.voices}")
+        if not 0 <= self.least <= (self.voices or 127):
+            raise BadValue(f"least must be 0 (no floor) up to voices, got {self.least} with {self.voices}")
         if self.shortest < 0:
             raise BadValue(f"shortest must be 0 (no floor) or more grid steps, got {self.shortest}")
         if not 0 <= self.low <= self.high <= 127:
@@ -56,17 +61,17 @@ class Steering:
 
     @classmethod
     def follow(cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN) -> Steering:
-        """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`);
-        its lowest..highest pitch widened by `margin` semitones; chords struck as thick as its
-        thinnest onset (a floor only when every onset struck two notes or more); and events that
-        strike no shorter than its shortest such event (its last event left out: a phrase heard
-        live ends when the player lets go, not when the beat does). A phrase with no notes steers
-        nothing."""
+        """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
+        and no fewer than its thinnest sounding event has; its lowest..highest pitch widened by
+        `margin` semitones; chords struck as thick as its thinnest onset (a floor only when every
+        onset struck two notes or more); and events that strike no shorter than its shortest such
+        event (its last event left out: a phrase heard live ends when the player lets go, not when
+        the beat does). A phrase with no notes steers nothing."""
         events = list(events)
-        most, fewest, low, high = 0, 128, 128, -1
+        most, least, fewest, low, high = 0, 128, 128, 128, -1
         for ev in events:
             if ev.pitches:
-                most = max(most, len(ev.pitches))
+                most, least = max(most, len(ev.pitches)), min(least, len(ev.pitches))
                 low, high = min(low, ev.pitches[0]), max(high, ev.pitches[-1])
             struck = ev.held.count(False)
             if struck:
@@ -81,12 +86,14 @@ class Steering:
             min(127, high + margin),
             fewest=min(fewest, voices) if fewest > 1 else 0,
             shortest=min(strikes, default=0),
+            least=min(least, voices) if least > 1 else 0,
         )
 
     def overridden(self, voices: int, low: int, high: int) -> Steering:
         """This steering with voices and register set by hand (config, CC or command line); the
-        chord floor (at most `voices`) and the note-rate floor still follow the phrase."""
-        return Steering(voices, low, high, min(self.fewest, voices), self.shortest)
+        chord and voice floors (at most `voices`) and the note-rate floor still follow the phrase."""
+        cap = voices or 127
+        return Steering(voices, low, high, min(self.fewest, cap), self.shortest, min(self.least, cap))
 
 
 # The loop guard (`Decoding.loop_guard`). Greedy decoding falls into loops: a pattern of a few
@@ -193,11 +200,13 @@ class Grammar:
             return durations.copy()
         last = max(pending) if pending else -1
         pitches = (self._pitch > last) & self._ok
+        floor = self._steering.least
         if self._steering.fewest > 1:
             # chords with chords: every event that sounds strikes at least `fewest` notes, none held
             pitches &= ~self._held
-            if 0 < len(pending) < self._steering.fewest and pitches.any():
-                return pitches  # too few notes struck yet: another pitch, not the end of the event
+            floor = max(floor, self._steering.fewest)
+        if 0 < len(pending) < floor and pitches.any():
+            return pitches  # too few voices yet: another pitch, not the end of the event
         return pitches | durations
 
 
