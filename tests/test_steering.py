@@ -10,7 +10,7 @@ from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator, parse_seed_notes
 from midiseed.runtime.midifile import read_notes
-from midiseed.runtime.sampling import FOLLOW_MARGIN, LOOP_GUARD, Decoding, Grammar, Steering
+from midiseed.runtime.sampling import FOLLOW_MARGIN, LOOP_GUARD, VOICE_WINDOW, Decoding, Grammar, Steering
 
 codec = Codec()
 
@@ -249,6 +249,14 @@ def test_follow_takes_the_thinnest_chord_and_the_shortest_note_but_not_the_last(
         Steering(voices=2, fewest=3)
     with pytest.raises(BadValue):
         Steering(voices=2, least=3)
+
+
+def test_the_voice_floor_follows_the_texture_the_phrase_ended_with():
+    entries = [struck(60)] * 4 + [struck(53, 60)] * 4 + [struck(48, 53, 60, 64)] * (VOICE_WINDOW + 1)
+    assert Steering.follow(entries).least == 4  # voices entered one by one: the floor is the latest
+    assert Steering.follow([*entries, struck(48)]).least == 4  # the final event may be a release
+    assert Steering.follow([*entries, struck(48), struck(60)]).least == 0  # a single line again: no floor
+    assert Steering.follow([struck(48, 55, 64, steps=8)]).least == 3  # one chord: that chord
 
 
 def test_the_shipped_model_keeps_the_four_parts_of_a_chorale_phrase(engine):

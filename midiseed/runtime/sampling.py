@@ -22,6 +22,11 @@ from midiseed.runtime.memory import MAX_MEMORY
 # repeated note still leaves an 11-semitone span to move in; but an answer an octave away (the
 # chorale model's bass line under a tune) is ruled out.
 FOLLOW_MARGIN = 5
+# The voice floor follows the texture the phrase ended with: the thinnest of its last this many
+# sounding events before the final one. A madrigal's opening adds its voices one entry at a time,
+# so the whole phrase's thinnest moment (one voice) would floor nothing; and the final event may be
+# a release, notes let go one by one. Chosen on validation (models/MODEL_CARD.md).
+VOICE_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,17 @@ class Steering:
     @classmethod
     def follow(cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN) -> Steering:
         """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
-        and no fewer than its thinnest sounding event has; its lowest..highest pitch widened by
+        and no fewer than the thinnest of its last `VOICE_WINDOW` sounding events before the final
+        one (of all of them, in a shorter phrase); its lowest..highest pitch widened by
         `margin` semitones; chords struck as thick as its thinnest onset (a floor only when every
         onset struck two notes or more); and events that strike no shorter than its shortest such
         event (its last event left out: a phrase heard live ends when the player lets go, not when
         the beat does). A phrase with no notes steers nothing."""
         events = list(events)
-        most, least, fewest, low, high = 0, 128, 128, 128, -1
+        most, fewest, low, high = 0, 128, 128, -1
         for ev in events:
             if ev.pitches:
-                most, least = max(most, len(ev.pitches)), min(least, len(ev.pitches))
+                most = max(most, len(ev.pitches))
                 low, high = min(low, ev.pitches[0]), max(high, ev.pitches[-1])
             struck = ev.held.count(False)
             if struck:
@@ -80,6 +86,8 @@ class Steering:
             return cls()
         voices = min(most, max_poly)
         strikes = [ev.steps for ev in events[:-1] if False in ev.held]
+        sounding = [len(ev.pitches) for ev in events[:-1] if ev.pitches][-VOICE_WINDOW:]
+        least = min(sounding or [len(ev.pitches) for ev in events if ev.pitches])
         return cls(
             voices,
             max(0, low - margin),
