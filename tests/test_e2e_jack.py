@@ -340,8 +340,9 @@ def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
     # what the daemon left on is judged by the C witness: under this load the Player's Python
     # callback, in JACK's real-time thread, was seen to miss a note-off (one CI run in ~20)
     witness = Witness(daemon.name)
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    hogs = []
     try:
+        hogs += [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
         for i in range(2000):  # about 2 s of input: a note every 20 messages, the rest clock pulses
             player.send([0x90, 48 + i % 24, 100] if i % 20 == 0 else [0xF8])
             if i % 20 == 10:

@@ -257,6 +257,23 @@ def test_the_voice_floor_follows_the_texture_the_phrase_ended_with():
     assert Steering.follow([*entries, struck(48)]).least == 4  # the final event may be a release
     assert Steering.follow([*entries, struck(48), struck(60)]).least == 0  # a single line again: no floor
     assert Steering.follow([struck(48, 55, 64, steps=8)]).least == 3  # one chord: that chord
+    # a chord let go one note at a time over three steps is a release, not the texture
+    letting_go = [
+        Event((48, 53, 60), (True,) * 3, 1),
+        Event((48, 53), (True,) * 2, 1),
+        Event((48,), (True,), 1),
+    ]
+    assert Steering.follow([*entries, *letting_go]).least == 4
+
+
+def test_chords_over_a_held_bass_are_struck_as_thick_as_the_phrase_struck_them():
+    phrase = [struck(36, 60, 64, steps=4), Event((36, 62, 65), (True, False, False), 4)] * 2
+    s = Steering.follow(phrase)
+    assert (s.fewest, s.least) == (2, 3)
+    grammar = Grammar(codec, steering=s)
+    grammar.feed(codec.struck(55))
+    grammar.feed(codec.struck(60))
+    assert grammar.allowed()[codec.duration(4)]  # two struck: as many as the phrase struck
 
 
 def test_the_shipped_model_keeps_the_four_parts_of_a_chorale_phrase(engine):

@@ -23,9 +23,10 @@ from midiseed.runtime.memory import MAX_MEMORY
 # chorale model's bass line under a tune) is ruled out.
 FOLLOW_MARGIN = 5
 # The voice floor follows the texture the phrase ended with: the thinnest of its last this many
-# sounding events before the final one. A madrigal's opening adds its voices one entry at a time,
-# so the whole phrase's thinnest moment (one voice) would floor nothing; and the final event may be
-# a release, notes let go one by one. Chosen on validation (models/MODEL_CARD.md).
+# sounding events before the final one, a release left out. A madrigal's opening adds its voices
+# one entry at a time, so the whole phrase's thinnest moment (one voice) would floor nothing; and a
+# phrase heard live ends with a release, a chord let go one note at a time over a step or several.
+# Chosen on validation (models/MODEL_CARD.md).
 VOICE_WINDOW = 8
 
 
@@ -68,7 +69,7 @@ class Steering:
     def follow(cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN) -> Steering:
         """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
         and no fewer than the thinnest of its last `VOICE_WINDOW` sounding events before the final
-        one (of all of them, in a shorter phrase); its lowest..highest pitch widened by
+        one and its release (`_texture`); its lowest..highest pitch widened by
         `margin` semitones; chords struck as thick as its thinnest onset (a floor only when every
         onset struck two notes or more); and events that strike no shorter than its shortest such
         event (its last event left out: a phrase heard live ends when the player lets go, not when
@@ -86,8 +87,7 @@ class Steering:
             return cls()
         voices = min(most, max_poly)
         strikes = [ev.steps for ev in events[:-1] if False in ev.held]
-        sounding = [len(ev.pitches) for ev in events[:-1] if ev.pitches][-VOICE_WINDOW:]
-        least = min(sounding or [len(ev.pitches) for ev in events if ev.pitches])
+        least = min(len(ev.pitches) for ev in _texture(events))
         return cls(
             voices,
             max(0, low - margin),
@@ -99,9 +99,22 @@ class Steering:
 
     def overridden(self, voices: int, low: int, high: int) -> Steering:
         """This steering with voices and register set by hand (config, CC or command line); the
-        chord and voice floors (at most `voices`) and the note-rate floor still follow the phrase."""
+        chord and voice floors and the note-rate floor still follow the phrase. A cap set below the
+        phrase's floors brings them down to it: two voices asked of a four-part phrase answer in
+        two parts."""
         cap = voices or 127
         return Steering(voices, low, high, min(self.fewest, cap), self.shortest, min(self.least, cap))
+
+
+def _texture(events: Sequence[Event]) -> list[Event]:
+    """The sounding events whose texture the voice floor follows: the last `VOICE_WINDOW` before the
+    final one, after a release (events that strike nothing and keep only some of the notes before
+    them) is taken off the end; all the sounding ones when that leaves none."""
+    body = list(events[:-1])
+    while len(body) > 1 and False not in body[-1].held and set(body[-1].pitches) < set(body[-2].pitches):
+        body.pop()
+    sounding = [ev for ev in body if ev.pitches][-VOICE_WINDOW:]
+    return sounding or [ev for ev in events if ev.pitches]
 
 
 # The loop guard (`Decoding.loop_guard`). Greedy decoding falls into loops: a pattern of a few
@@ -150,8 +163,9 @@ class Grammar:
     A pitch may be held on for at most `max_hold_steps` (two bars by default): greedy decoding
     otherwise likes to sustain one pedal note for ever, which the data never does.
 
-    `steering` (settable at any time) caps the voices and bounds the register. A duration token
-    is always allowed, so the grammar never dead-ends: with no pitch left to choose, the event
+    `steering` (settable at any time) caps the voices and bounds the register. It never
+    dead-ends: a floor (`least`, `fewest`) asks for another pitch only while one is allowed, and
+    otherwise a duration token is allowed: with no pitch left to choose, the event
     closes."""
 
     def __init__(
@@ -211,8 +225,10 @@ class Grammar:
         floor = self._steering.least
         if self._steering.fewest > 1:
             # chords with chords: every event that sounds strikes at least `fewest` notes, none held
+            # (the voice floor, which counts held notes too, would then ask for more strikes than
+            # the phrase made: a bass held under struck chords)
             pitches &= ~self._held
-            floor = max(floor, self._steering.fewest)
+            floor = self._steering.fewest
         if 0 < len(pending) < floor and pitches.any():
             return pitches  # too few voices yet: another pitch, not the end of the event
         return pitches | durations
