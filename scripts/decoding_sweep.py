@@ -3,8 +3,9 @@
     python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS] [SPLIT]    (defaults: the shipped model, 50,
                                                                      validation)
 
-SWEEP is `loop_guard` (how the loop guard was chosen) or `memory` (with and without the piece's
-memory, on top of the guard). Needs data/music21 (scripts/make_music21_model.sh exports it).
+SWEEP is `loop_guard` (how the loop guard was chosen), `memory` (with and without the piece's
+memory, on top of the guard) or `pitch_guard` (with and without the pitch guard). Needs
+data/music21 (scripts/make_music21_model.sh exports it).
 Prints, per setting, how many collections with at least 7 seeds meet each goal of issue 11 on the
 served answers (following the seed's voices and register), then the table itself. SPLIT `test`
 reports a choice already made; choices are made on validation.
@@ -32,6 +33,10 @@ SWEEPS = {
     "memory": {
         "guard": Decoding(loop_guard=LOOP_GUARD),
         f"guard + memory {MEMORY_WEIGHT}": Decoding(loop_guard=LOOP_GUARD, memory=MEMORY_WEIGHT),
+    },
+    "pitch_guard": {
+        "guard": Decoding(loop_guard=LOOP_GUARD),
+        "guard + pitch guard": Decoding(loop_guard=LOOP_GUARD, pitch_guard=True),
     },
 }
 MIN_SEEDS = 7

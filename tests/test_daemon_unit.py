@@ -143,13 +143,15 @@ def test_panic_cc_ends_every_note_and_sends_all_notes_off_on_channels_used():
 def test_decoding_ccs_change_the_generators_decoding_live():
     rig = Rig()
     assert Config().loop_guard == 32  # the loop guard is on by default
-    for cc, value in ((87, 127), (88, 8), (89, 96), (105, 16), (106, 64)):
+    for cc, value in ((87, 127), (88, 8), (89, 96), (105, 16), (106, 64), (107, 64)):
         rig.at(0.1, [0xB0, cc, value])
-    assert rig.gen.decoding == Decoding(temperature=2.0, top_k=8, no_repeat=12, loop_guard=16, memory=0.499)
+    assert rig.gen.decoding == Decoding(
+        temperature=2.0, top_k=8, no_repeat=12, loop_guard=16, memory=0.499, pitch_guard=True
+    )
     rig.at(0.2, [0xB0, 105, 127], [0xB0, 89, 8])  # past the guard's longest: its longest; no_repeat 1: off
     assert (rig.gen.decoding.loop_guard, rig.gen.decoding.no_repeat) == (64, 0)
-    rig.at(0.3, [0xB0, 105, 0])
-    assert rig.gen.decoding.loop_guard == 0
+    rig.at(0.3, [0xB0, 105, 0], [0xB0, 107, 63])
+    assert rig.gen.decoding.loop_guard == 0 and not rig.gen.decoding.pitch_guard
 
 
 def test_end_of_call_cc_answers_without_waiting_for_silence():

@@ -100,3 +100,111 @@ def test_the_guard_costs_nothing_when_off():
     gen = Generator(LIKES_C4, Decoding(loop_guard=0))
     gen.prime([A, A, A])
     assert gen.generate(8) == [A] * 8
+
+
+def chord(*pitches: int, steps: int = 4) -> Event:
+    return Event(tuple(pitches), (False,) * len(pitches), steps)
+
+
+# A fake model that strikes C4+E4 first, then G4, whatever came before; durations 4, 2, 8 in turn.
+LIKES_C_MAJOR = FixedEngine(*(codec.struck(p) for p in (60, 64, 67)), *(codec.duration(s) for s in (4, 2, 8)))
+TWO_PARTS = [chord(57, 62), chord(59, 64), chord(60, 64), chord(57, 62)]  # every event two voices
+
+
+def test_in_two_voices_or_more_the_pitch_guard_hears_pitches_whatever_their_lengths():
+    plain = Generator(LIKES_C_MAJOR, Decoding(loop_guard=32))  # the guard alone: lengths give way
+    plain.prime(TWO_PARTS)
+    assert [ev.pitches for ev in plain.generate(8)] == [(60, 64)] * 8
+    gen = Generator(LIKES_C_MAJOR, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime(TWO_PARTS)
+    assert gen.in_force.least == 2  # the voice floor is on: the answer keeps two voices
+    answer = gen.generate(24)
+    pitches = [ev.pitches for ev in answer]
+    assert all(len(p) == 2 for p in pitches)
+    assert loop_share(answer, 32) == 0.0
+    # Every event that repeats the one before in pitch was spelled again from another lowest note:
+    # the same two notes struck again and again, at whatever length, is a loop to the ear.
+    assert loop_share(pitches, 8) < 0.5
+    assert pitches[:2] == [(60, 64), (64, 67)]
+
+
+def test_in_one_voice_the_pitch_guard_lets_the_length_give_way_as_before():
+    gen = Generator(LIKES_C_MAJOR, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime([note(57), note(59), note(62)])
+    assert gen.in_force.least == 0
+    answer = gen.generate(3)
+    assert [ev.pitches for ev in answer] == [(60,)] * 3  # a single line: the pitches stay
+    assert [ev.steps for ev in answer] == [4, 8, 4]  # the length gives way (2 is faster than the phrase)
+
+
+def test_respelling_puts_model_state_and_grammar_back_at_the_start_of_the_event():
+    class Counting(FixedEngine):
+        """Records every token the model is stepped with."""
+
+        def __init__(self, *ranked: int) -> None:
+            super().__init__(*ranked)
+            self.fed: list[int] = []
+
+        def step(self, token, state):
+            self.fed.append(token)
+            return self.logits, (state or 0) + 1  # the state counts tokens stepped
+
+    engine = Counting(*np.argsort(-LIKES_C_MAJOR.logits)[:6])
+    gen = Generator(engine, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime(TWO_PARTS)
+    gen.state = 0
+    answer = gen.generate(6)
+    assert len(engine.fed) > len(codec.encode(answer))  # some events were spelled more than once
+    assert gen.state == len(codec.encode(answer))  # rewound spellings left no trace in the state
+    assert gen.history[-len(codec.encode(answer)) :] == codec.encode(answer).tolist()
+
+
+PROGRESSION = "C3+E4+G4+C5:2 A2+E4+A4+C5:2 F2+F4+A4+C5:2 G2+D4+G4+B4:2 " * 2  # C Am F G, twice
+
+
+def test_pitch_guard_from_config_and_generate_with_the_shipped_model(tmp_path):
+    """The shipped model answers a chord progression by striking each chord again at another length
+    (a loop the length-only guard lets through); with --pitch-guard it moves on."""
+    from typer.testing import CliRunner
+
+    from midiseed.cli import app
+    from midiseed.daemon.config import Config, load
+    from midiseed.daemon.service import Service
+    from midiseed.runtime.codec import Grid, notes_to_events
+    from midiseed.runtime.midifile import read_notes
+
+    assert not Config().pitch_guard  # off by default (MODEL_CARD, "Loop guard")
+    conf = tmp_path / "config.toml"
+    conf.write_text("[decoding]\npitch_guard = true\n")
+    assert Service._generator(load(conf)).decoding.pitch_guard
+    conf.write_text("[decoding]\npitch_guard = 1\n")
+    with pytest.raises(ValueError, match="pitch_guard"):
+        load(conf)
+    grid = Grid()
+    seed_events = len(PROGRESSION.split())
+    shares = []
+    for flag in ("--no-pitch-guard", "--pitch-guard"):
+        out = tmp_path / f"{flag}.mid"
+        args = ["generate", "--out", str(out), "--seed-notes", PROGRESSION, "--steps", "32", flag]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        answer = notes_to_events(read_notes(out, grid), grid)[seed_events:]
+        assert all(len(ev.pitches) == 4 for ev in answer if ev.pitches)  # chords answered with chords
+        shares.append(loop_share([ev.pitches for ev in answer], 8))
+    assert shares[0] > 0.5 and shares[1] < shares[0] - 0.3, shares
+
+
+def test_the_pitch_guard_never_thins_the_answer():
+    """Three parts whose top is D4: the register ends at G4 (the phrase's top + 5), so spelling a
+    refused C-E-G again from another lowest note (E-G) leaves no room for a third voice. The guard
+    then keeps the three notes and lets the length give way instead."""
+    three_parts = [chord(55, 59, 62), chord(53, 57, 62), chord(55, 59, 62), chord(50, 57, 62)]
+    high_c = FixedEngine(
+        *(codec.struck(p) for p in (60, 64, 67, 72)), *(codec.duration(s) for s in (4, 8, 12))
+    )
+    gen = Generator(high_c, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime(three_parts)
+    assert (gen.in_force.least, gen.in_force.high) == (3, 67)
+    answer = gen.generate(6)
+    assert [ev.pitches for ev in answer] == [(60, 64, 67)] * 6
+    assert [ev.steps for ev in answer][:3] == [4, 8, 4]

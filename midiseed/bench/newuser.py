@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from midiseed.evaluate.follow import compare, median_gap, notes_per_onset
@@ -110,10 +111,11 @@ def answer_part(whole: list[Event], seed_steps: int) -> list[Event]:
     return out
 
 
-def generate(seed: Path, out: Path, steps: int, model: str | None) -> None:
-    """Run `midiseed generate` on a seed file as a user would; a failure ends the run with its message."""
+def generate(seed: Path, out: Path, steps: int, model: str | None, options: Sequence[str] = ()) -> None:
+    """Run `midiseed generate` on a seed file as a user would (with any further `options`); a
+    failure ends the run with its message."""
     cmd = [sys.executable, "-m", "midiseed", "generate", "--seed-file", str(seed), "--out", str(out)]
-    cmd += ["--steps", str(steps)] + (["--model", model] if model else [])
+    cmd += ["--steps", str(steps)] + (["--model", model] if model else []) + list(options)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
@@ -164,15 +166,16 @@ def struck_pitches(events) -> int:
     return len({p for ev in events for p, held in zip(ev.pitches, ev.held) if not held})
 
 
-def run(out: Path, model: str | None = None) -> list[dict]:
-    """Write the seeds into `out`, answer each with `midiseed generate`, and measure every answer."""
+def run(out: Path, model: str | None = None, options: Sequence[str] = ()) -> list[dict]:
+    """Write the seeds into `out`, answer each with `midiseed generate` (and `options`), and measure
+    every answer."""
     from midiseed.runtime.engine import read_info
 
     grid = read_info(model).codec.grid  # read back on the model's own grid, as generate does
     rows = []
     for name, seed in write_seeds(out).items():
         answer = out / f"{name}.answer.mid"
-        generate(seed, answer, len(read_events(seed, grid)), model)
+        generate(seed, answer, len(read_events(seed, grid)), model, options)
         rows.append(measure(seed, answer, grid))
     return rows
 
@@ -212,13 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="ONNX model path or shipped name (default: the shipped default)")
     ap.add_argument("--out", type=Path, help="folder for the seeds and answers (default: a new temp folder)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
+    ap.add_argument(
+        "--generate",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an option passed on to midiseed generate, e.g. --generate=--pitch-guard (repeatable)",
+    )
     args = ap.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="midiseed-newuser-"))
-    rows = run(out, args.model)
+    rows = run(out, args.model, args.generate)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"Seeds and answers in {out} (model: {args.model or 'shipped default'}).\n")
+        print(f"Seeds and answers in {out} (model: {args.model or 'shipped default'}", end="")
+        print(f"; generate {' '.join(args.generate)}).\n" if args.generate else ").\n")
         print(format_table(rows), end="")
     return 0
 

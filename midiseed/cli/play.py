@@ -11,14 +11,25 @@ from midiseed.cli._app import app, setup_logging, user_errors
 from midiseed.errors import BadValue
 
 
-def _decoding(temperature: float, top_k: int, no_repeat: int, loop_guard: int, memory: float):
+def _decoding(
+    temperature: float, top_k: int, no_repeat: int, loop_guard: int, memory: float, pitch_guard: bool = False
+):
     from midiseed.runtime.sampling import Decoding
 
     return Decoding(
-        temperature=temperature, top_k=top_k, no_repeat=no_repeat, loop_guard=loop_guard, memory=memory
+        temperature=temperature,
+        top_k=top_k,
+        no_repeat=no_repeat,
+        loop_guard=loop_guard,
+        memory=memory,
+        pitch_guard=pitch_guard,
     )
 
 
+PITCH_GUARD_HELP = (
+    "When the answer keeps two voices or more, the loop guard also hears chords cycling through the"
+    " same notes at other lengths as a loop, and plays other notes (off by default: see the model card)."
+)
 MEMORY_HELP = (
     "Weight of the piece's own memory: answer from what followed this context earlier in the seed and"
     " answer; 0.95 is the weight chosen on validation (0 = off: the network alone)."
@@ -68,6 +79,7 @@ def generate(
         ),
     ] = 32,
     memory: Annotated[float, typer.Option(min=0, max=0.99, help=MEMORY_HELP)] = 0.0,
+    pitch_guard: Annotated[bool, typer.Option(help=PITCH_GUARD_HELP)] = False,
     bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
     png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
     wav: Annotated[
@@ -115,7 +127,7 @@ def generate(
     steering = _steering(seed, voices, low, high, grid.max_poly)
     gen = Generator(
         engine,
-        _decoding(temperature, top_k, no_repeat, loop_guard, memory),
+        _decoding(temperature, top_k, no_repeat, loop_guard, memory, pitch_guard),
         seed=random_seed,
         steering=steering,
     )

@@ -56,6 +56,7 @@ class Config:
     no_repeat: int = 0
     loop_guard: int = 32  # no pattern of up to this many events plays 1.5 times in a row (0 = off)
     memory: float = 0.0  # weight of the piece's own memory (midiseed.runtime.memory; 0 = off)
+    pitch_guard: bool = False  # in two voices or more, the loop guard also hears chords cycling
     random_seed: int = 0
     # [cc]  controller numbers on the input; 0 = not used
     panic_cc: int = 119
@@ -71,6 +72,7 @@ class Config:
     high_cc: int = 104
     loop_guard_cc: int = 105
     memory_cc: int = 106
+    pitch_guard_cc: int = 107
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
@@ -96,7 +98,7 @@ SECTIONS = {
     "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "steering": ["voices", "low", "high"],
-    "decoding": ["temperature", "top_k", "no_repeat", "loop_guard", "memory", "random_seed"],
+    "decoding": ["temperature", "top_k", "no_repeat", "loop_guard", "memory", "pitch_guard", "random_seed"],
     "cc": [
         "panic_cc",
         "end_call_cc",
@@ -111,6 +113,7 @@ SECTIONS = {
         "high_cc",
         "loop_guard_cc",
         "memory_cc",
+        "pitch_guard_cc",
     ],
     "log": ["log_level", "status_seconds", "record", "status_socket"],
 }

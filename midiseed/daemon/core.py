@@ -196,6 +196,8 @@ class Performer:
             self._decoding(loop_guard=min(value, MAX_LOOP_GUARD))
         elif control == cfg.memory_cc:
             self._decoding(memory=round(value / 127 * MAX_MEMORY, 3))
+        elif control == cfg.pitch_guard_cc:
+            self._decoding(pitch_guard=value >= 64)
         return None
 
     def _apply_steering(self) -> None:

@@ -137,7 +137,12 @@ class Service:
         engine = Engine(cfg.model or None, provider=cfg.provider)
         log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
         decoding = Decoding(
-            cfg.temperature, cfg.top_k, cfg.no_repeat, loop_guard=cfg.loop_guard, memory=cfg.memory
+            cfg.temperature,
+            cfg.top_k,
+            cfg.no_repeat,
+            loop_guard=cfg.loop_guard,
+            memory=cfg.memory,
+            pitch_guard=cfg.pitch_guard,
         )
         return Generator(engine, decoding, seed=cfg.random_seed)
 

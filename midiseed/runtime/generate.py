@@ -23,6 +23,18 @@ from midiseed.runtime.sampling import (
     periodic_runs,
 )
 
+RESPELLS = 2  # times an event the loop guard refuses is spelled again before it is let through
+
+
+def _without(allowed: np.ndarray, tokens) -> np.ndarray:
+    """`allowed` less `tokens`, unless that leaves nothing allowed."""
+    tokens = list(tokens)
+    if not tokens:
+        return allowed
+    kept = allowed.copy()
+    kept[tokens] = False
+    return kept if kept.any() else allowed
+
 
 class Generator:
     """Carries the model state between calls: prime() with what was played, next_event() to answer.
@@ -81,6 +93,7 @@ class Generator:
         self.history: list[int] = []
         self.events: list[Event] = []  # the recent events heard and played, for the loop guard
         self.loop_allow: dict[int, int] = {}  # period -> longest run the phrase heard repeated itself
+        self.pitch_allow: dict[int, int] = {}  # the same for its pitch content alone
         self.memory.reset()
 
     def prime(self, events: Sequence[Event]) -> None:
@@ -92,6 +105,7 @@ class Generator:
         if any(ev.pitches for ev in events):
             self.followed = Steering.follow(events, self.codec.grid.max_poly)
             self.loop_allow = periodic_runs(events, self.decoding.loop_guard)
+            self.pitch_allow = periodic_runs([ev.pitches for ev in events], self.decoding.loop_guard)
             self.grammar.steering = self.in_force
         logits, self.state = self.engine.run(tokens[None, :], self.state)
         self.logits = logits[0, -1]
@@ -110,28 +124,68 @@ class Generator:
 
     def next_event(self, require_notes: bool = False) -> Event:
         """Choose tokens until one event is complete; the model steps once per token.
-        With `require_notes`, the event is not a rest (an answer starts with notes, not silence)."""
+        With `require_notes`, the event is not a rest (an answer starts with notes, not silence).
+
+        The loop guard (`Decoding.loop_guard`) refuses an event that would carry a loop on too long,
+        by changing that event's length. With `Decoding.pitch_guard`, when the answer keeps two
+        voices or more (the voice floor is on), it also listens to pitches alone, as an ear does:
+        an event that would sound a set of pitches `loop_refusals` refuses, whatever its length, is
+        spelled again from its start without its first token (another lowest note), up to RESPELLS
+        times; only then does the length give way. Chords cycling through the same few sets of
+        notes are then heard as a loop even when their lengths vary. A spelling that comes out with
+        fewer notes than the voice and chord floors ask (another lowest note can leave too little
+        room below the register's top) is not kept: the event is spelled as at first and only its
+        length gives way, so the guard never thins the answer."""
         if self.logits is None:
             self.prime([Event((), (), self.codec.grid.steps_per_beat)])  # nothing heard yet: a beat's rest
         d = self.decoding
-        refused = (
-            loop_refusals(self.events, d.loop_guard, self.loop_allow, d.loop_repeats)
-            if d.loop_guard
-            else set()
-        )
+        refused: set[Event] = set()
+        refused_pitches: set[tuple[int, ...]] = set()
+        voiced = d.pitch_guard and self.in_force.least >= 2
+        if d.loop_guard:
+            refused = loop_refusals(self.events, d.loop_guard, self.loop_allow, d.loop_repeats)
+            if voiced:
+                pitches = [ev.pitches for ev in self.events]
+                refused_pitches = loop_refusals(pitches, d.loop_guard, self.pitch_allow, d.loop_repeats)
+                refused_pitches.discard(())  # a rest is no pitch loop
+        start = None  # where a refused spelling starts again from: state, logits, memory
+        if voiced and (refused or refused_pitches):
+            start = (self.state, self.logits, self.memory.save())
+        first_bans: list[int] = []  # first tokens of refused spellings of this event
+        spelled: list[int] = []  # this event's tokens so far
+        thinned = False  # a respelling lost a voice: spell it as at first, let the length give way
         while True:
             allowed = self.grammar.allowed()
-            if require_notes and not self.grammar.reader.pending:
-                allowed &= ~self.grammar.durations
+            if not spelled:
+                if require_notes:
+                    allowed &= ~self.grammar.durations
+                if not thinned:
+                    allowed = _without(allowed, first_bans)
             if self.decoding.no_repeat:
-                banned = banned_by_no_repeat(self.history, self.decoding.no_repeat, self.decoding.window)
-                guarded = allowed.copy()
-                guarded[list(banned)] = False
-                if guarded.any():
-                    allowed = guarded
-            if refused:
-                allowed = self._refuse(allowed, refused)
-            token = choose(self.memory.mix(self.logits), self.decoding, self.rng, allowed)
+                allowed = _without(
+                    allowed, banned_by_no_repeat(self.history, self.decoding.no_repeat, self.decoding.window)
+                )
+            if refused and start is None:
+                allowed = _without(allowed, self._refused_durations(refused))
+            scores = self.memory.mix(self.logits)
+            token = choose(scores, self.decoding, self.rng, allowed)
+            if start is not None and self.codec.is_duration(token):
+                ends = self._refused_durations(refused)
+                if first_bans and not thinned and self.grammar.reader.pending and self._below_floor():
+                    thinned = True
+                    self._rewind(start, spelled)
+                    spelled = []
+                    continue
+                pending = tuple(sorted(self.grammar.reader.pending))
+                looped = not thinned and (token in ends or pending in refused_pitches)
+                if looped and spelled and len(first_bans) < RESPELLS:
+                    first_bans.append(spelled[0])  # spell it again from another first note
+                    self._rewind(start, spelled)
+                    spelled = []
+                    continue
+                if token in ends:  # last resort: the same notes, another duration
+                    token = choose(scores, self.decoding, self.rng, _without(allowed, ends))
+            spelled.append(token)
             if self.memory.weight:
                 self.memory.feed(token)
             self.history.append(token)
@@ -143,18 +197,25 @@ class Generator:
                 self._remember([event])
                 return event
 
-    def _refuse(self, allowed: np.ndarray, refused: set[Event]) -> np.ndarray:
-        """`allowed` less the durations that would complete a refused event from the pitches chosen
-        so far (unchanged if that leaves nothing)."""
+    def _refused_durations(self, refused: set[Event]) -> list[int]:
+        """The duration tokens that would complete a refused event from the pitches chosen so far."""
         pending = self.grammar.reader.pending
         pitches = tuple(sorted(pending))
         held = tuple(pending[p] for p in pitches)
-        ends = [self.codec.duration(ev.steps) for ev in refused if ev.pitches == pitches and ev.held == held]
-        if not ends:
-            return allowed
-        guarded = allowed.copy()
-        guarded[ends] = False
-        return guarded if guarded.any() else allowed
+        return [self.codec.duration(ev.steps) for ev in refused if ev.pitches == pitches and ev.held == held]
+
+    def _below_floor(self) -> bool:
+        """Whether the event being spelled has fewer pitches, or strikes fewer, than the floors ask."""
+        pending, steer = self.grammar.reader.pending, self.in_force
+        return len(pending) < steer.least or sum(not held for held in pending.values()) < steer.fewest
+
+    def _rewind(self, start, spelled: list[int]) -> None:
+        """Back to the start of the event being spelled: model state, memory, history, grammar."""
+        self.state, self.logits, memory = start
+        self.memory.restore(memory)
+        if spelled:
+            del self.history[-len(spelled) :]
+        self.grammar.reader.pending = {}
 
     def generate(self, n_events: int) -> list[Event]:
         return [self.next_event() for _ in range(n_events)]

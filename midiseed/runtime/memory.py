@@ -57,6 +57,14 @@ class Memory:
         self._match = np.zeros(2 * self.window, dtype=np.int64)
         self._n = 0
 
+    def save(self) -> tuple:
+        """What `restore` needs to forget every token fed after this call."""
+        return self._tokens.copy(), self._match.copy(), self._n
+
+    def restore(self, saved: tuple) -> None:
+        tokens, match, self._n = saved
+        self._tokens[:], self._match[:] = tokens, match
+
     def feed(self, token: int) -> None:
         """One more token of the stream (heard or played)."""
         n = self._n

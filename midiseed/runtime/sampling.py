@@ -139,6 +139,7 @@ class Decoding:
     loop_guard: int = 0  # longest pattern, in events, the loop guard keeps from looping (0 = off)
     loop_repeats: float = LOOP_REPEATS  # how many times in a row a pattern may play (at least 1)
     memory: float = 0.0  # weight of the piece's own memory (`midiseed.runtime.memory`); 0 = the network alone
+    pitch_guard: bool = False  # with two voices or more, the loop guard also hears pitches alone
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 10:
