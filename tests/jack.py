@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from midiseed.bench.rig import DaemonProcess, Player, start_server, wait_for_port
-from midiseed.bench.soak import JackDump
+from midiseed.bench.rig.player import notes_left_on
 from midiseed.daemon.jackports import JackPorts
 
 __all__ = ["Daemon", "Player", "Witness", "start_server", "wait_for_port"]
@@ -61,7 +61,7 @@ class Witness:
 
     def left_on(self) -> set[tuple[int, int]]:
         """(channel, pitch) of every note-on without its own note-off (CC 123 not counted)."""
-        return JackDump.left_on(self.messages)
+        return notes_left_on(self.messages)
 
     def got_all_notes_off(self) -> bool:
         """Whether a CC 123 (All Notes Off) arrived."""

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from midiseed.bench.rig import DaemonProcess, Player, start_server, wait_for_port
+from midiseed.bench.rig.player import notes_left_on
 
 SAMPLE_SECONDS = 10.0
 SEEDS = [[60, 64], [62, 65, 69], [57, 60], [64, 67, 71], [55, 62]]
@@ -99,16 +100,6 @@ class JackDump:
                 out.append(data[: CHANNEL_LENGTH.get(data[0] & 0xF0, len(data))])
         return out
 
-    @staticmethod
-    def left_on(messages: list[list[int]]) -> set[tuple[int, int]]:
-        on: set[tuple[int, int]] = set()
-        for m in messages:
-            if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0:
-                on.add((m[0] & 0x0F, m[1]))
-            elif len(m) == 3 and (m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0)):
-                on.discard((m[0] & 0x0F, m[1]))
-        return on
-
 
 def compare(player: Player, dump: JackDump) -> dict:
     """The two recorders side by side: counts, messages only one of them saw, notes left on
@@ -121,7 +112,7 @@ def compare(player: Player, dump: JackDump) -> dict:
     if seen is None:
         return {**out, "jack_midi_dump": "not installed", "stuck": sorted(player_on)}
     dumped = Counter(tuple(m) for m in seen)
-    dump_on = JackDump.left_on(seen)
+    dump_on = notes_left_on(seen)
     return {
         **out,
         "dump_messages": len(seen),

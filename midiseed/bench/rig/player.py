@@ -8,6 +8,21 @@ import time
 from midiseed.bench.rig.server import _rtmidi
 
 
+def notes_left_on(messages) -> set[tuple[int, int]]:
+    """(channel, pitch) of every note-on in `messages` (raw MIDI byte lists) without its own
+    note-off (CC 123 not counted)."""
+    on: set[tuple[int, int]] = set()
+    for m in messages:
+        if len(m) != 3:
+            continue
+        kind, ch = m[0] & 0xF0, m[0] & 0x0F
+        if kind == 0x90 and m[2] > 0:
+            on.add((ch, m[1]))
+        elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
+            on.discard((ch, m[1]))
+    return on
+
+
 class Player:
     """A JACK client in this process: plays into a daemon's input and records what comes out,
     each message stamped with time.monotonic() in rtmidi's callback."""
@@ -69,15 +84,8 @@ class Player:
 
     def left_on(self) -> set[tuple[int, int]]:
         """Notes still on at the receiver: note-ons without their own note-off (CC 123 not counted)."""
-        on: set[tuple[int, int]] = set()
         with self.lock:
-            for _, m in self.received:
-                kind, ch = m[0] & 0xF0, m[0] & 0x0F
-                if kind == 0x90 and m[2] > 0:
-                    on.add((ch, m[1]))
-                elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
-                    on.discard((ch, m[1]))
-        return on
+            return notes_left_on([m for _, m in self.received])
 
     def got_all_notes_off(self) -> bool:
         """Whether a CC 123 (All Notes Off) arrived."""
