@@ -19,8 +19,8 @@ import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
 logging.getLogger("midiseed").setLevel(logging.DEBUG)  # each worker's files
 from midiseed.training.train import TrainOptions, train
-m = train(TrainOptions(data={data!r}, out={out!r}, preset="tiny", epochs=2, batch_size=8, val_fraction=0.2,
-                       steps_per_epoch=3, patience=5))
+m = train(TrainOptions(data={data!r}, out={out!r}, preset="tiny", epochs={epochs}, batch_size=8,
+                       val_fraction=0.2, steps_per_epoch=3, patience=5, time_limit={time_limit!r}))
 print("LOSS", m["held_out_loss"])
 """
 
@@ -35,16 +35,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_two_workers_on_localhost_train_the_same_weights_from_their_own_files(tmp_path, midi_store):
-    out = tmp_path / "run"
+def _two_workers(out, midi_store, epochs: int = 2, time_limits=(None, None)) -> list[str]:
+    """Train on two worker processes on localhost; their outputs, once both have exited 0."""
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
     procs = []
-    for index in range(2):
+    for index, time_limit in enumerate(time_limits):
         env = {
             **os.environ,
             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
         }
-        code = WORKER.format(data=str(midi_store), out=str(out))
+        code = WORKER.format(data=str(midi_store), out=str(out), epochs=epochs, time_limit=time_limit)
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-c", code],
@@ -65,6 +65,12 @@ def test_two_workers_on_localhost_train_the_same_weights_from_their_own_files(tm
     for proc, text in zip(procs, outputs):
         assert proc.returncode == 0, text[-3000:]
         assert "LOSS" in text
+    return outputs
+
+
+def test_two_workers_on_localhost_train_the_same_weights_from_their_own_files(tmp_path, midi_store):
+    out = tmp_path / "run"
+    outputs = _two_workers(out, midi_store)
     assert "worker 0 of 2: data-parallel over 2 replicas" in outputs[0]
     assert "worker 1 of 2" in outputs[1]
     chief, other = RunDir(out), RunDir(out).worker(1)
@@ -112,3 +118,15 @@ def test_tf_config_names_the_worker(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 5}}))
     with pytest.raises(BadValue, match="not in its cluster"):
         tf_config()
+
+
+def test_the_workers_stop_together_when_one_runs_out_of_time(tmp_path, midi_store):
+    """Workers start at different moments, so their --time-limit runs out at different epoch ends;
+    a worker that stopped alone would leave the other waiting on a gradient all-reduce (it crashed
+    when the first closed). Here only the chief's time is up after epoch 1: both stop there."""
+    out = tmp_path / "run"
+    outputs = _two_workers(out, midi_store, epochs=4, time_limits=(1e-6, None))
+    assert "time limit reached after epoch 1" in outputs[1]  # the other worker heard it
+    chief, other = RunDir(out), RunDir(out).worker(1)
+    assert [h["epoch"] for h in chief.read_state().history] == [1]
+    assert chief.read_state().history == other.read_state().history

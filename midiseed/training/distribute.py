@@ -42,6 +42,17 @@ class Cluster:
         """The context to build and compile the model in."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
+    def any_worker(self, mine: bool) -> bool:
+        """Whether any worker says yes: a decision every worker must take together. Under
+        multi-worker training this is a collective all-reduce, so every worker must call it at the
+        same point (once per epoch end); otherwise it is `mine`."""
+        if not self.multi_worker:
+            return mine
+        import tensorflow as tf
+
+        said = self.strategy.run(lambda: tf.constant(1.0 if mine else 0.0))
+        return bool(self.strategy.reduce(tf.distribute.ReduceOp.SUM, said, axis=None).numpy() > 0)
+
 
 def tf_config() -> tuple[int, int] | None:
     """(workers, this worker's index) from TF_CONFIG, or None when it names no cluster of several."""

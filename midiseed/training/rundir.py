@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -186,6 +187,9 @@ class RunKeeper:
         self.tokens_per_epoch = tokens_per_epoch
         self.feeds = None  # the training PyDataset, told each epoch's number (its batches depend on it)
         self.stop_at: float | None = None  # time.monotonic() after which the session stops (--time-limit)
+        # turns this worker's "my time is up" into the cluster's (Cluster.any_worker): workers that
+        # stopped at different epochs would leave the others waiting on a gradient all-reduce
+        self.any_worker: Callable[[bool], bool] = lambda mine: mine
 
     def callback(self):
         import keras
@@ -222,6 +226,7 @@ class RunKeeper:
         self.run.save_checkpoint(model, "last")
         st.epoch = epoch + 1
         self.run.write_state(st)  # last: a crash before it repeats the epoch
+        out_of_time = self.any_worker(self.stop_at is not None and time.monotonic() >= self.stop_at)
         if st.wait >= self.patience:
             log.info(
                 "no better validation loss for %d epochs: stopping; best was epoch %d",
@@ -229,7 +234,7 @@ class RunKeeper:
                 st.best_epoch,
             )
             model.stop_training = True
-        elif self.stop_at is not None and time.monotonic() >= self.stop_at:
+        elif out_of_time:
             log.info("time limit reached after epoch %d: stopping (resume with the same command)", st.epoch)
             model.stop_training = True
 

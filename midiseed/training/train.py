@@ -311,6 +311,7 @@ def fit(
     keeper = RunKeeper(prep.run, state, opts.patience, prep.steps * windows_per_step * prep.cfg.seq_len)
     if opts.time_limit is not None:
         keeper.stop_at = time.monotonic() + opts.time_limit * 60
+    keeper.any_worker = cluster.any_worker
     if cluster.multi_worker:
         local = cluster.replicas // cluster.workers  # replicas on this worker, fed in turn
         train_data = distribute.worker_dataset(
