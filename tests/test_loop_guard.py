@@ -1,6 +1,8 @@
 """The loop guard: no pattern of up to `loop_guard` events runs past 1.5 times its length, unless the
 phrase heard did so itself; everything else stays the likeliest choice."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from midiseed.errors import BadValue
 from midiseed.evaluate.behaviour import loop_share
 from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.generate import Generator
+from midiseed.runtime.memory import Memory
 from midiseed.runtime.sampling import Decoding, loop_refusals, periodic_runs
 
 codec = Codec()
@@ -208,3 +211,96 @@ def test_the_pitch_guard_never_thins_the_answer():
     answer = gen.generate(6)
     assert [ev.pitches for ev in answer] == [(60, 64, 67)] * 6
     assert [ev.steps for ev in answer][:3] == [4, 8, 4]
+
+
+class Rotating(FixedEngine):
+    """Ranks C4, E4, G4, B4 first, as FixedEngine, but its favourite duration moves on (4, 8, 12,
+    16 steps) each time an event ends: the same chord never comes twice at the same length, so only
+    a guard that hears pitches alone hears the loop."""
+
+    LENGTHS = (4, 8, 12, 16)
+
+    def __init__(self) -> None:
+        super().__init__(*(codec.struck(p) for p in (60, 64, 67, 71)))
+        self.ended = 0
+
+    def _logits(self):
+        logits = self.logits.copy()
+        for rank in range(len(self.LENGTHS)):
+            logits[codec.duration(self.LENGTHS[(self.ended + rank) % len(self.LENGTHS)])] = 5.0 - rank
+        return logits
+
+    def run(self, tokens, state):
+        return np.tile(self._logits(), (1, tokens.shape[1], 1)), state
+
+    def step(self, token, state):
+        if codec.is_duration(token):
+            self.ended += 1
+        return self._logits(), (self.ended, token)  # the state says what was stepped last
+
+    def zero_state(self):
+        return (0, None)
+
+
+def test_the_pitch_guard_hears_a_chord_come_back_at_other_lengths():
+    plain = Generator(Rotating(), Decoding(loop_guard=32))
+    plain.prime(TWO_PARTS)
+    answer = plain.generate(8)
+    assert {ev.pitches for ev in answer} == {(60, 64)} and loop_share(answer, 8) == 0.0  # lengths vary
+    guarded = Generator(Rotating(), Decoding(loop_guard=32, pitch_guard=True))
+    guarded.prime(TWO_PARTS)
+    pitches = [ev.pitches for ev in guarded.generate(8)]
+    assert all(len(p) == 2 for p in pitches)
+    assert all(a != b for a, b in itertools.pairwise(pitches))  # never the same chord twice running
+    assert loop_share(pitches, 8) < 0.5
+
+
+def test_respelling_forgets_what_the_memory_was_fed_of_the_refused_spellings():
+    gen = Generator(Rotating(), Decoding(loop_guard=32, pitch_guard=True, memory=0.95))
+    gen.prime(TWO_PARTS)
+    answer = gen.generate(12)
+    shadow = Memory(len(codec))
+    for token in codec.encode(TWO_PARTS + answer).tolist():
+        shadow.feed(token)
+    n = gen.memory._n
+    assert n == shadow._n and np.array_equal(gen.memory._tokens[:n], shadow._tokens[:n])
+    assert np.array_equal(gen.memory._match[:n], shadow._match[:n])
+
+
+def test_a_respelling_is_not_kept_as_fewer_struck_notes_than_the_chords_heard():
+    """Block chords of four (the chord floor: four struck, none held) with a release between them
+    (the voice floor: three): a refused chord spelled from another lowest note finds only three
+    notes below the register's top, which the voice floor would pass but the chord floor does not."""
+    release = Event((50, 55, 59), (True, True, True), 4)
+    seed = [chord(50, 55, 59, 62), release, chord(48, 55, 60, 62), chord(50, 55, 59, 62)]
+    engine = FixedEngine(
+        *(codec.struck(p) for p in (55, 60, 64, 67)), *(codec.duration(s) for s in (4, 8, 12))
+    )
+    gen = Generator(engine, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime(seed)
+    steer = gen.in_force
+    assert (steer.fewest, steer.least, steer.high) == (4, 3, 67)
+    answer = gen.generate(4)
+    assert [ev.pitches for ev in answer] == [(55, 60, 64, 67)] * 4
+
+
+def test_a_respelling_that_comes_out_as_a_rest_is_not_kept():
+    """A model that likes to end an event at once when its favourite note is taken away: respelled
+    from another lowest note, the chord would become a rest."""
+    engine = FixedEngine(codec.struck(60), codec.duration(4), codec.struck(64), codec.duration(8))
+    gen = Generator(engine, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime(TWO_PARTS)
+    answer = gen.generate(8)
+    assert all(ev.pitches for ev in answer), answer
+
+
+def test_a_held_lowest_note_is_not_struck_again_in_the_respelling():
+    """The same pitch struck instead of held is the same pitch set: a respelling moves on from the
+    lowest note whether it was held or struck, so two respellings reach a chord not yet heard."""
+    seed = [chord(50, 59), Event((50, 62), (True, False), 4), chord(48, 60), chord(60, 64), chord(48, 60)]
+    ranked = (codec.held(48), codec.struck(48), *(codec.struck(p) for p in (60, 64, 67)), codec.duration(4))
+    engine = FixedEngine(*ranked, codec.duration(8))
+    gen = Generator(engine, Decoding(loop_guard=32, pitch_guard=True))
+    gen.prime(seed)
+    # held C3 + C4 repeats the last chord; C4 + E4 would make C-C / C-E twice over: both refused
+    assert gen.next_event().pitches == (64, 67)

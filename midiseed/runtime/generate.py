@@ -130,12 +130,12 @@ class Generator:
         by changing that event's length. With `Decoding.pitch_guard`, when the answer keeps two
         voices or more (the voice floor is on), it also listens to pitches alone, as an ear does:
         an event that would sound a set of pitches `loop_refusals` refuses, whatever its length, is
-        spelled again from its start without its first token (another lowest note), up to RESPELLS
-        times; only then does the length give way. Chords cycling through the same few sets of
-        notes are then heard as a loop even when their lengths vary. A spelling that comes out with
-        fewer notes than the voice and chord floors ask (another lowest note can leave too little
-        room below the register's top) is not kept: the event is spelled as at first and only its
-        length gives way, so the guard never thins the answer."""
+        spelled again from its start with another lowest note, up to RESPELLS times; only then does
+        the length give way. Chords cycling through the same few sets of notes are then heard as a
+        loop even when their lengths vary. A spelling that comes out as a rest, or with fewer notes
+        than the voice and chord floors ask (another lowest note can leave too little room below
+        the register's top), is not kept: the event is spelled as at first and only its length gives
+        way, so the guard never thins the answer."""
         if self.logits is None:
             self.prime([Event((), (), self.codec.grid.steps_per_beat)])  # nothing heard yet: a beat's rest
         d = self.decoding
@@ -147,11 +147,11 @@ class Generator:
             if voiced:
                 pitches = [ev.pitches for ev in self.events]
                 refused_pitches = loop_refusals(pitches, d.loop_guard, self.pitch_allow, d.loop_repeats)
-                refused_pitches.discard(())  # a rest is no pitch loop
         start = None  # where a refused spelling starts again from: state, logits, memory
         if voiced and (refused or refused_pitches):
             start = (self.state, self.logits, self.memory.save())
-        first_bans: list[int] = []  # first tokens of refused spellings of this event
+        first_bans: list[int] = []  # struck and held tokens of refused spellings' lowest notes
+        respelled = 0
         spelled: list[int] = []  # this event's tokens so far
         thinned = False  # a respelling lost a voice: spell it as at first, let the length give way
         while True:
@@ -171,15 +171,17 @@ class Generator:
             token = choose(scores, self.decoding, self.rng, allowed)
             if start is not None and self.codec.is_duration(token):
                 ends = self._refused_durations(refused)
-                if first_bans and not thinned and self.grammar.reader.pending and self._below_floor():
+                if respelled and not thinned and self._below_floor():  # a rest too: no voices
                     thinned = True
                     self._rewind(start, spelled)
                     spelled = []
                     continue
                 pending = tuple(sorted(self.grammar.reader.pending))
                 looped = not thinned and (token in ends or pending in refused_pitches)
-                if looped and spelled and len(first_bans) < RESPELLS:
-                    first_bans.append(spelled[0])  # spell it again from another first note
+                if looped and spelled and respelled < RESPELLS:
+                    respelled += 1
+                    lowest = self.codec.pitch_of(spelled[0])  # spell it again from another lowest note,
+                    first_bans += [self.codec.struck(lowest), self.codec.held(lowest)]  # struck or held
                     self._rewind(start, spelled)
                     spelled = []
                     continue
