@@ -43,10 +43,10 @@ ANSWER_EVENTS = 64
 LOOP_PERIODS = (8, 32)
 PITCH_LOOP = "pitch_loop_8"
 # the model alone (unsteered, plain greedy), and the model as `generate` and the daemon serve it:
-# following the seed (steering None: `Steering.follow`), with the loop guard
+# following the seed (steering None: `Steering.follow`), with the loop guard and the pitch guard
 SOURCES: dict[str, tuple[Steering | None, Decoding]] = {
     "model": (Steering(), Decoding()),
-    "served": (None, Decoding(loop_guard=LOOP_GUARD)),
+    "served": (None, Decoding(loop_guard=LOOP_GUARD, pitch_guard=True)),
 }
 MIN_CONTINUATION = 16  # events of a piece's own continuation for its `data` row
 
