@@ -14,6 +14,8 @@ from midiseed.bench.stats import Skip, _round, latency_stats
 from midiseed.runtime.memory import MEMORY_WEIGHT
 
 STEP_P99_GOAL_MS = 0.5
+MELODY_SEED = "C4+E4+G4 D4 E4 F4 G4:2"  # a chord, then a line: answered mostly in single notes
+CHORALE_SEED = "G3+B3+D4+G4 A3+C4+E4+A4 B3+D4+F#4+G4 C4+E4+G4+C5 A3+C4+E4+A4 D4+F#4+A4+D5 D3+A3+F#4+D5"
 KERAS_RATIO_GOAL = 300.0
 WINDOW_ONNX_RATIO_GOAL = 50.0
 INT8_AGREEMENT_GOAL = 0.99
@@ -43,12 +45,16 @@ def bench_step(model: Path, steps: int = 5000, warmup: int = 500) -> dict[str, A
             times[i - warmup] = dt
     stats = latency_stats(times)
     events = _event_times(engine, max(200, steps // 4))
+    chords = _event_times(engine, max(200, steps // 4), seed=CHORALE_SEED)
     with_memory = _event_times(engine, max(200, steps // 4), MEMORY_WEIGHT)
     return {
         **stats,
         "event_p50_ms": events["p50_ms"],
         "event_p99_ms": events["p99_ms"],
         "tokens_per_event": events["tokens_per_event"],
+        "chord_event_p50_ms": chords["p50_ms"],
+        "chord_event_p99_ms": chords["p99_ms"],
+        "chord_tokens_per_event": chords["tokens_per_event"],
         "memory_event_p50_ms": with_memory["p50_ms"],
         "memory_event_p99_ms": with_memory["p99_ms"],
         "memory_tokens_per_event": with_memory["tokens_per_event"],
@@ -58,10 +64,12 @@ def bench_step(model: Path, steps: int = 5000, warmup: int = 500) -> dict[str, A
         "provider": engine.provider,
         "how": f"{steps} single-token steps after {warmup} warm-up, state carried, onnxruntime CPU, 1 thread",
         "summary": (
-            f"token step p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms; a whole event (greedy, "
-            f"{events['tokens_per_event']} tokens on average, grammar mask included) "
-            f"p50 {events['p50_ms']} ms, "
-            f"p99 {events['p99_ms']} ms; with the piece's memory (--memory {MEMORY_WEIGHT}, "
+            f"token step p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms; a whole event (as served: "
+            f"greedy, following the seed, loop guard, grammar mask; {events['tokens_per_event']} tokens "
+            f"on average) p50 {events['p50_ms']} ms, p99 {events['p99_ms']} ms; answering a four-part "
+            f"phrase (the pitch guard at work, {chords['tokens_per_event']} tokens an event) "
+            f"p50 {chords['p50_ms']} ms, p99 {chords['p99_ms']} ms; "
+            f"with the piece's memory (--memory {MEMORY_WEIGHT}, "
             f"{with_memory['tokens_per_event']} tokens an event: it plays other music) "
             f"p50 {with_memory['p50_ms']} ms, p99 {with_memory['p99_ms']} ms"
         ),
@@ -70,14 +78,15 @@ def bench_step(model: Path, steps: int = 5000, warmup: int = 500) -> dict[str, A
     }
 
 
-def _event_times(engine, count: int, memory: float = 0.0) -> dict[str, float]:
-    """Generator.next_event as the daemon calls it: greedy, grammar mask, state carried; with
-    `memory`, the piece's memory of that weight mixed in (its window fills within the run)."""
+def _event_times(engine, count: int, memory: float = 0.0, seed: str = MELODY_SEED) -> dict[str, float]:
+    """Generator.next_event as the daemon calls it after hearing `seed`: greedy, following it, with
+    the loop and pitch guards and the grammar mask, state carried; with `memory`, the piece's
+    memory of that weight mixed in (its window fills within the run)."""
     from midiseed.runtime.generate import Generator, parse_seed_notes
-    from midiseed.runtime.sampling import Decoding
+    from midiseed.runtime.sampling import LOOP_GUARD, Decoding
 
-    gen = Generator(engine, Decoding(memory=memory))
-    gen.prime(parse_seed_notes("C4+E4+G4 D4 E4 F4 G4:2", engine.codec.grid.steps_per_beat))
+    gen = Generator(engine, Decoding(loop_guard=LOOP_GUARD, pitch_guard=True, memory=memory))
+    gen.prime(parse_seed_notes(seed, engine.codec.grid.steps_per_beat))
     times = np.empty(count)
     tokens = 0
     for i in range(count):
