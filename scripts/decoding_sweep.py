@@ -1,14 +1,16 @@
 """How the served decoding was chosen: the "follows the seed" table on the validation split, per setting.
 
-    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS] [SPLIT]    (defaults: the shipped model, 50,
-                                                                     validation)
+    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS] [SPLIT] [PER_PIECE]
+        (defaults: the shipped model, 50, validation, 1)
 
 SWEEP is `loop_guard` (how the loop guard was chosen), `memory` (with and without the piece's
 memory, on top of the guard) or `pitch_guard` (with and without the pitch guard). Needs
 data/music21 (scripts/make_music21_model.sh exports it).
 Prints, per setting, how many collections with at least 7 seeds meet each goal of issue 11 on the
 served answers (following the seed's voices and register), then the table itself. SPLIT `test`
-reports a choice already made; choices are made on validation.
+reports a choice already made; choices are made on validation. PER_PIECE above 1 lets a collection
+with fewer pieces than SEEDS take up to that many seeds from each piece (`follow_table`'s
+`per_piece`): a median over 9 madrigals then rests on more than 9 answers.
 """
 
 import sys
@@ -64,6 +66,7 @@ def main() -> None:
     model = Path(sys.argv[2]) if len(sys.argv) > 2 else None
     seeds = int(sys.argv[3]) if len(sys.argv) > 3 else 50
     split = sys.argv[4] if len(sys.argv) > 4 else "validation"
+    per_piece = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     engine = Engine(model, provider="cpu")
     corpus = load_corpus(Path("data/music21"), engine.codec.grid)
     _, files, _ = choose_split(engine.info.meta, corpus.files, split)
@@ -73,7 +76,8 @@ def main() -> None:
         pieces.setdefault(collection_of(f), []).append(p)
     tables = {}
     for name, decoding in settings.items():
-        tables[name] = follow_table(engine, pieces, seeds, sources={"served": (None, decoding)})
+        served = {"served": (None, decoding)}
+        tables[name] = follow_table(engine, pieces, seeds, sources=served, per_piece=per_piece)
         counted = sum(e["served"]["seeds"] >= MIN_SEEDS for e in tables[name].values())
         print(f"{name}: goals met in {counted} collections: {goals(tables[name])}", flush=True)
     for name, table in tables.items():

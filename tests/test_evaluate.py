@@ -394,3 +394,24 @@ def test_evaluate_command_refuses_an_unknown_split_and_one_the_model_lacks(tiny_
     assert chorale.exit_code == 2 and "no 'validation' split" in chorale.output
     shipped = CliRunner().invoke(app, ["evaluate", "--data", str(midi_folder), "--split", "validation"])
     assert shipped.exit_code == 2 and "holds none of the model's 'validation' files" in shipped.output
+
+
+def test_a_small_collection_can_take_more_seeds_from_later_in_its_pieces(tiny_onnx):
+    """per_piece > 1: a collection with fewer pieces than seeds also starts seeds every seed + answer
+    events into its pieces; a collection with enough pieces keeps one seed a piece, from its start."""
+    from midiseed.evaluate.follow import follow_table
+    from midiseed.runtime.codec import Event
+    from midiseed.runtime.engine import Engine
+
+    def piece(base: int, n: int) -> list:
+        return [Event((base + (i * 5) % 12,), (False,), 2 + i % 2) for i in range(n)]
+
+    pieces = {"small": [piece(60, 130), piece(62, 70)], "big": [piece(60 + i, 50) for i in range(6)]}
+    engine = Engine(tiny_onnx[0])
+    one = follow_table(engine, pieces, seeds=6, seed_len=16, answer_len=24)
+    more = follow_table(engine, pieces, seeds=6, seed_len=16, answer_len=24, per_piece=4)
+    assert one["small"]["served"]["seeds"] == 2
+    # starts at events 0, 40, 80 (and 120: too short) of the first piece, 0 and 40 of the second
+    assert more["small"]["served"]["seeds"] == more["small"]["model"]["seeds"] == 5
+    assert more["small"]["pieces"] == 2
+    assert one["big"] == more["big"] and more["big"]["served"]["seeds"] == 6

@@ -178,6 +178,15 @@ def evaluate(
     follow_seeds: Annotated[
         int, typer.Option(min=0, help="Seeds a collection for the 'follows the seed' table (0 = no table).")
     ] = 50,
+    follow_per_piece: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Seeds a piece may give to a collection with fewer pieces than --follow-seeds"
+            " (1 = one seed a piece, from its start).",
+        ),
+    ] = 1,
     memory: Annotated[
         float,
         typer.Option(min=0, max=0.99, help="Also score the network with the piece's memory (0 = no)."),
@@ -208,5 +217,6 @@ def evaluate(
         split=split,
         follow_seeds=follow_seeds,
         memory=memory,
+        follow_per_piece=follow_per_piece,
     )
     typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))

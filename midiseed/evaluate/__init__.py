@@ -128,6 +128,7 @@ def evaluate(
     follow_seeds: int | None = 50,
     answer_len: int = ANSWER_EVENTS,
     memory: float = MEMORY_WEIGHT,
+    follow_per_piece: int = 1,
 ) -> dict:
     """Score the model file (None: the shipped default) on the files of data_dir it did not train on.
     `decodings` replaces the default set of decoding options compared (`DECODINGS`); `max_period`
@@ -217,7 +218,9 @@ def evaluate(
     for f, piece in zip(eval_files, eval_pieces):
         by_collection.setdefault(collection_of(f), []).append(piece)
     follow = (
-        follow_table(engine, by_collection, follow_seeds, seed_len, answer_len) if follow_seeds != 0 else {}
+        follow_table(engine, by_collection, follow_seeds, seed_len, answer_len, per_piece=follow_per_piece)
+        if follow_seeds != 0
+        else {}
     )
     trigram = next_token.get("trigram", {}).get("nll")
     return {
@@ -243,6 +246,7 @@ def evaluate(
             "max_loop_period": max_period,
             "smoothing": "Witten-Bell interpolation down to an add-one unigram",
             "follow_seeds": follow_seeds,
+            "follow_per_piece": follow_per_piece,
             "answer_len": answer_len,
             "memory": memory,
         },

@@ -140,6 +140,18 @@ def usable_seed(events: Sequence[Event]) -> bool:
     return len(onsets(events)[0]) >= 2
 
 
+def _later_seeds(plist: Sequence[list[Event]], per_piece: int, seed_len: int, stride: int) -> list:
+    """Each piece from its start and from every `stride` events on (at most `per_piece` starts a
+    piece), where a usable seed begins: pieces in order, each piece's starts in order."""
+    out = []
+    for p in plist:
+        for k in range(per_piece):
+            rest = p[k * stride :]
+            if len(rest) >= seed_len and usable_seed(rest[:seed_len]):
+                out.append(rest)
+    return out
+
+
 def follow_table(
     engine: Engine,
     pieces: dict[str, list[list[Event]]],
@@ -147,16 +159,22 @@ def follow_table(
     seed_len: int = SEED_EVENTS,
     answer_len: int = ANSWER_EVENTS,
     sources: dict[str, tuple[Steering | None, Decoding]] | None = None,
+    per_piece: int = 1,
 ) -> dict:
     """Per collection: the following measures of greedy answers from each source (a steering and a
     decoding, `SOURCES` by default), and of the data.
 
     `pieces` maps a collection to its held-out pieces (as events, in a fixed order); up to `seeds`
-    of them (None: all), spread evenly over the list, give a seed each."""
+    of them (None: all), spread evenly over the list, give a seed each. With `per_piece` above 1, a
+    collection with fewer pieces than `seeds` also takes seeds from later in its pieces (every
+    seed_len + answer_len events, at most `per_piece` a piece), so that a median over a handful of
+    pieces rests on more than a handful of answers; collections with enough pieces are unchanged."""
     sources = SOURCES if sources is None else sources
     table: dict = {}
     for collection, plist in sorted(pieces.items()):
         usable = [p for p in plist if len(p) >= seed_len and usable_seed(p[:seed_len])]
+        if per_piece > 1 and seeds is not None and len(usable) < seeds:
+            usable = _later_seeds(plist, per_piece, seed_len, seed_len + answer_len)
         if not usable:
             continue
         if seeds is not None and len(usable) > seeds:
