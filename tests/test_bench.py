@@ -147,4 +147,5 @@ def test_step_section_on_the_tiny_model(tiny_onnx):
     assert 0 < result["memory_event_p50_ms"] <= result["memory_event_p99_ms"]
     assert 0 < result["chord_event_p50_ms"] <= result["chord_event_p99_ms"]
     assert result["chord_tokens_per_event"] >= 2  # a four-part phrase is answered in chords
+    assert 0 < result["pitch_guard_chord_event_p50_ms"] <= result["pitch_guard_chord_event_p99_ms"]
     json.dumps(bench._jsonable(result))

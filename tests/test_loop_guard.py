@@ -176,10 +176,10 @@ def test_pitch_guard_from_config_and_generate_with_the_shipped_model(tmp_path):
     from midiseed.runtime.codec import Grid, notes_to_events
     from midiseed.runtime.midifile import read_notes
 
-    assert Config().pitch_guard  # on by default (MODEL_CARD, "Loop guard")
+    assert not Config().pitch_guard  # off by default (MODEL_CARD, "Loop guard")
     conf = tmp_path / "config.toml"
-    conf.write_text("[decoding]\npitch_guard = false\n")
-    assert not Service._generator(load(conf)).decoding.pitch_guard
+    conf.write_text("[decoding]\npitch_guard = true\n")
+    assert Service._generator(load(conf)).decoding.pitch_guard
     conf.write_text("[decoding]\npitch_guard = 1\n")
     with pytest.raises(ValueError, match="pitch_guard"):
         load(conf)

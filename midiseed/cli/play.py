@@ -28,7 +28,7 @@ def _decoding(
 
 PITCH_GUARD_HELP = (
     "When the answer keeps two voices or more, the loop guard also hears chords cycling through the"
-    " same notes at other lengths as a loop, and plays other notes (on by default: see the model card)."
+    " same notes at other lengths as a loop, and plays other notes (off by default: see the model card)."
 )
 MEMORY_HELP = (
     "Weight of the piece's own memory: answer from what followed this context earlier in the seed and"
@@ -79,7 +79,7 @@ def generate(
         ),
     ] = 32,
     memory: Annotated[float, typer.Option(min=0, max=0.99, help=MEMORY_HELP)] = 0.0,
-    pitch_guard: Annotated[bool, typer.Option(help=PITCH_GUARD_HELP)] = True,
+    pitch_guard: Annotated[bool, typer.Option(help=PITCH_GUARD_HELP)] = False,
     bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
     png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
     wav: Annotated[

@@ -56,7 +56,7 @@ class Config:
     no_repeat: int = 0
     loop_guard: int = 32  # no pattern of up to this many events plays 1.5 times in a row (0 = off)
     memory: float = 0.0  # weight of the piece's own memory (midiseed.runtime.memory; 0 = off)
-    pitch_guard: bool = True  # in two voices or more, the loop guard also hears chords cycling
+    pitch_guard: bool = False  # in two voices or more, the loop guard also hears chords cycling
     random_seed: int = 0
     # [cc]  controller numbers on the input; 0 = not used
     panic_cc: int = 119

@@ -3,7 +3,7 @@
 Each held-out piece gives one seed, its first `seed_len` (32) events. The model continues it greedily
 for `answer_len` (64) events, twice: alone (`model`), and as `generate` and the daemon serve it
 (`served`: following the seed's voices, register, chords and note rate (`Steering.follow`), with
-the loop guard of `Decoding.loop_guard` and, in two voices or more, its pitch guard).
+the loop guard of `Decoding.loop_guard`).
 Each answer is compared with the seed on:
 
 - texture: struck notes per onset. The factor max(r, 1/r) of r = answer / seed, so 1.0 is a perfect
@@ -43,10 +43,10 @@ ANSWER_EVENTS = 64
 LOOP_PERIODS = (8, 32)
 PITCH_LOOP = "pitch_loop_8"
 # the model alone (unsteered, plain greedy), and the model as `generate` and the daemon serve it:
-# following the seed (steering None: `Steering.follow`), with the loop guard and the pitch guard
+# following the seed (steering None: `Steering.follow`), with the loop guard
 SOURCES: dict[str, tuple[Steering | None, Decoding]] = {
     "model": (Steering(), Decoding()),
-    "served": (None, Decoding(loop_guard=LOOP_GUARD, pitch_guard=True)),
+    "served": (None, Decoding(loop_guard=LOOP_GUARD)),
 }
 MIN_CONTINUATION = 16  # events of a piece's own continuation for its `data` row
 
@@ -211,8 +211,7 @@ def format_follow(table: dict, seed_len: int = SEED_EVENTS, answer_len: int = AN
         " share of note time on the seed's key's scale; shift = |mean pitch change| in semitones; medians"
         " per collection. Loop shares are means, answer and music compared length for length; pitch"
         " loops ignore durations. `model` = unsteered plain greedy, `served` = as served by"
-        " default: following the seed's voices, register, chords and note rate, with the loop and pitch"
-        " guards;"
+        " default: following the seed's voices, register, chords and note rate, with the loop guard;"
         " `data` = the pieces' own next events.",
         "",
         f"| collection | source | seeds | texture × | rhythm × | in key | shift (st) | loops ≤ {p1}"
