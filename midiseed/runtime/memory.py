@@ -57,11 +57,16 @@ class Memory:
         self._match = np.zeros(2 * self.window, dtype=np.int64)
         self._n = 0
 
-    def save(self) -> tuple:
-        """What `restore` needs to forget every token fed after this call."""
+    def save(self) -> tuple | None:
+        """What `restore` needs to forget every token fed after this call (None while off: an
+        unweighted memory is not fed, so there is nothing to forget)."""
+        if not self.weight:
+            return None
         return self._tokens.copy(), self._match.copy(), self._n
 
-    def restore(self, saved: tuple) -> None:
+    def restore(self, saved: tuple | None) -> None:
+        if saved is None:
+            return
         tokens, match, self._n = saved
         self._tokens[:], self._match[:] = tokens, match
 
