@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from midiseed.bench.rig import DaemonProcess, Player, start_server, wait_for_port
-from midiseed.bench.rig.player import notes_left_on
+from midiseed.bench.rig.player import got_all_notes_off, notes_left_on
 from midiseed.daemon.jackports import JackPorts
 
 __all__ = ["Daemon", "Player", "Witness", "start_server", "wait_for_port"]
@@ -65,4 +65,4 @@ class Witness:
 
     def got_all_notes_off(self) -> bool:
         """Whether a CC 123 (All Notes Off) arrived."""
-        return any(len(m) == 3 and m[0] & 0xF0 == 0xB0 and m[1] == 123 for m in self.messages)
+        return got_all_notes_off(self.messages)

@@ -23,6 +23,11 @@ def notes_left_on(messages) -> set[tuple[int, int]]:
     return on
 
 
+def got_all_notes_off(messages) -> bool:
+    """Whether `messages` (raw MIDI byte lists) hold a CC 123 (All Notes Off)."""
+    return any(len(m) == 3 and m[0] & 0xF0 == 0xB0 and m[1] == 123 for m in messages)
+
+
 class Player:
     """A JACK client in this process: plays into a daemon's input and records what comes out,
     each message stamped with time.monotonic() in rtmidi's callback."""
@@ -90,7 +95,7 @@ class Player:
     def got_all_notes_off(self) -> bool:
         """Whether a CC 123 (All Notes Off) arrived."""
         with self.lock:
-            return any(m[0] & 0xF0 == 0xB0 and m[1] == 123 for _, m in self.received)
+            return got_all_notes_off([m for _, m in self.received])
 
     def close(self) -> None:
         """Cancel the callback (it must not run while the ports close), then close both ports."""
