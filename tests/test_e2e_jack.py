@@ -253,6 +253,9 @@ def test_sighup_reloads_good_config_refuses_bad_one_and_recording_keeps_it_all(d
     daemon, player = daemon_factory("hup", record=("log", f'"{rec}"'), bpm=("timing", 200))
     player.phrase([60, 62], 0.1)
     player.wait_for_notes(1)
+    player.send([0xB0, 102, 1])  # a single line, and the pitch guard on: set live, kept by the reload
+    player.send([0xB0, 107, 127])
+    time.sleep(0.1)
     good = daemon.config.read_text().replace("bpm = 200", "bpm = 90")
     daemon.config.write_text(good)
     daemon.proc.send_signal(signal.SIGHUP)
@@ -265,7 +268,7 @@ def test_sighup_reloads_good_config_refuses_bad_one_and_recording_keeps_it_all(d
     player.wait_for_notes(before + 1)
     assert daemon.stop() == 0
     log = daemon.output()
-    assert "reloaded: mode respond, 90 bpm" in log
+    assert "reloaded: mode respond, 90 bpm" in log and "kept as set live: voices, pitch_guard" in log
     assert "reload refused" in log and "9000" in log
     assert player.left_on() == set()
     (path,) = rec.glob("midiseed-*.mid")

@@ -320,6 +320,63 @@ def test_model_cc_switches_between_loaded_models(sock):
     assert service.generators[1].decoding.temperature == 2.0  # the live setting came along
 
 
+def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(sock):
+    """A player's CC settings (mode, steering, decoding, the model picked) outlive a reload; a
+    setting the re-read file itself changed takes the file's value."""
+    made = []
+
+    def make_generator(cfg):
+        gen = FakeGenerator()
+        gen.decoding = replace(gen.decoding, temperature=cfg.temperature, pitch_guard=cfg.pitch_guard)
+        made.append(gen)
+        return gen
+
+    clock = FakeClock()
+    holder = {}
+
+    def open_ports(backend, wake):
+        holder["ports"] = FakePorts(clock, wake)
+        return holder["ports"]
+
+    base = replace(Config(), realtime=False, status_socket=sock, models=("second.onnx",))
+    on_file = [replace(base, bpm=150, temperature=0.5), replace(base, bpm=150, temperature=0.5, voices=3)]
+    service = Service(
+        base,
+        clock=clock,
+        open_ports=open_ports,
+        make_generator=make_generator,
+        reload_config=lambda: on_file.pop(0),
+    )
+    for i, (cc, value) in enumerate([(91, 1), (86, 127), (102, 1), (103, 40), (87, 127), (107, 127)]):
+        clock.at(0.01 * (i + 1), holder["ports"].feed, [0xB0, cc, value])
+    clock.at(0.2, service._reload)  # the file changed the tempo and the temperature only
+    clock.at(0.3, lambda: checks.append(state(service)))
+    clock.at(0.4, service._reload)  # now the file sets voices too
+    clock.at(0.5, lambda: checks.append(state(service)))
+    clock.at(0.6, service.stop)
+    checks: list[tuple] = []
+
+    def state(s):
+        p = s.performer
+        return (
+            s.model_index,
+            p.gen is s.generators[1],
+            p.mode,
+            p.steer,
+            p.gen.decoding.temperature,
+            p.gen.decoding.pitch_guard,
+        )
+
+    assert service.run() == 0
+    assert len(made) == 6  # two models loaded at start and at each reload
+    assert checks[0] == (1, True, "continue", (1, 40, 0), 0.5, True)
+    assert checks[1] == (1, True, "continue", (3, 40, 0), 0.5, True)
+    assert service.tempo.bpm == 150
+    info = service.status()  # what `midiseed status --json` shows of them
+    assert info["steering"] == {"voices": 3, "low": 40, "high": 0} and info["mode"] == "continue"
+    assert info["decoding"]["pitch_guard"] is True and info["decoding"]["temperature"] == 0.5
+
+
 def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path, sock):
     import mido
 

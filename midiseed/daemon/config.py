@@ -117,6 +117,8 @@ SECTIONS = {
     ],
     "log": ["log_level", "status_seconds", "record", "status_socket"],
 }
+STEERING = ("voices", "low", "high")  # Performer.steer, in that order
+LIVE_DECODING = ("temperature", "top_k", "no_repeat", "loop_guard", "memory", "pitch_guard")  # set by CC
 CHOICES = {
     "provider": ("auto", "cpu", "cuda"),
     "backend": ("auto", "alsa", "jack", "coremidi", "windows"),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from midiseed.daemon.config import Config
+from midiseed.daemon.config import LIVE_DECODING, STEERING, Config
 from midiseed.daemon.listener import Listener
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
@@ -216,6 +216,32 @@ class Performer:
     def _decoding(self, **change) -> None:
         self.gen.decoding = replace(self.gen.decoding, **change)
         log.info("decoding: %s", self.gen.decoding)
+
+    def keep_live(self, old: Performer) -> list[str]:
+        """After a reload, what the player set live on `old` (by CC: the mode, the steering, the
+        decoding) stays, unless the re-read config changed that very setting: then the file wins.
+        Returns the names of the settings kept."""
+        was, now = old.cfg, self.cfg
+
+        def live(name: str, value) -> bool:  # moved away from the file by CC, and the file kept it
+            return value != getattr(was, name) and getattr(now, name) == getattr(was, name)
+
+        kept = []
+        if live("mode", old.mode):
+            self.mode = old.mode
+            kept.append("mode")
+        steer = list(self.steer)
+        for i, name in enumerate(STEERING):
+            if live(name, old.steer[i]):
+                steer[i] = old.steer[i]
+                kept.append(name)
+        self.steer = (steer[0], steer[1], steer[2])
+        self._apply_steering()
+        playing = old.gen.decoding
+        change = {n: getattr(playing, n) for n in LIVE_DECODING if live(n, getattr(playing, n))}
+        if change:
+            self._decoding(**change)
+        return kept + list(change)
 
     # ---- time --------------------------------------------------------------------------------
     def tick(self, t: float) -> None:

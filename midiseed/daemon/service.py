@@ -191,16 +191,26 @@ class Service:
         except Exception as err:  # a bad file or model must not stop the music
             log.error("reload refused, keeping the running config and model: %s", err)
             return
-        self.performer.cancel()
-        self.generators, self.model_index = generators, 0
-        tracker = self.performer.tracker  # it knows what sounds; the stats are the service's anyway
-        self.performer = Performer(
-            new, generators[0], self.tempo, self._send, tracker, self.stats, now=self.clock.now
+        old = self.performer
+        old.cancel()
+        same_models = (new.model, *new.models) == (self.cfg.model, *self.cfg.models)
+        self.generators, self.model_index = generators, self.model_index if same_models else 0
+        gen = generators[self.model_index]
+        self.performer = Performer(  # the old tracker knows what sounds; the stats are the run's
+            new, gen, self.tempo, self._send, old.tracker, self.stats, now=self.clock.now
         )
+        kept = self.performer.keep_live(old)
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock.now())
         self.cfg = new
-        log.info("reloaded: mode %s, %g bpm, model %s", new.mode, new.bpm, new.model or "default")
+        names = [new.model or "default", *new.models]
+        log.info(
+            "reloaded: mode %s, %g bpm, model %s; kept as set live: %s",
+            self.performer.mode,
+            new.bpm,
+            names[self.model_index],
+            ", ".join(kept) or "nothing",
+        )
 
     # ---- the loop ------------------------------------------------------------------------------
     def _send(self, message: list[int]) -> None:

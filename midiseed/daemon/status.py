@@ -16,6 +16,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
+from midiseed.daemon.config import LIVE_DECODING, STEERING
+
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +53,7 @@ def snapshot(performer, tempo, stats: Stats, uptime_s: float, model: str) -> dic
     The socket's thread calls it while the main thread plays: every container is copied in one C
     call (list(), sorted()) under the GIL before Python iterates over it."""
     steps = sorted(stats.step_times)
+    decoding = performer.gen.decoding  # one frozen object, set whole by the main thread
 
     def pct(q: float) -> float:
         return round(steps[min(len(steps) - 1, int(len(steps) * q))] * 1000, 3) if steps else 0.0
@@ -78,6 +81,8 @@ def snapshot(performer, tempo, stats: Stats, uptime_s: float, model: str) -> dic
         "dropped_by_reason": dropped,
         "event_ms_p50": pct(0.5),
         "event_ms_p99": pct(0.99),
+        "steering": dict(zip(STEERING, performer.steer, strict=True)),  # 0 = following the phrase
+        "decoding": {k: getattr(decoding, k) for k in LIVE_DECODING},
     }
 
 
