@@ -196,14 +196,20 @@ def test_score_lstm_scores_each_token_from_the_tokens_before_it(tiny_onnx):
     engine = Engine(tiny_onnx[0], provider="cpu")
     piece = np.array([60, 64, 256 + 4, 128 + 60, 67, 256 + 2, 256 + 8], dtype=np.int32)
     state, nll, correct = engine.zero_state(), 0.0, 0
+    by_kind = {"struck": [], "held": [], "duration": []}
     for prev, target in itertools.pairwise(piece.tolist()):
         logits, state = engine.step(int(prev), state)
         logp = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum())
         nll -= logp[target]
         correct += int(np.argmax(logits) == target)
+        by_kind["struck" if target < 128 else "held" if target < 256 else "duration"].append(-logp[target])
     scores = score_lstm(engine, [piece, piece[:1]])
     assert scores["nll"] == pytest.approx(nll / 6, rel=1e-4)
     assert scores["accuracy"] == pytest.approx(correct / 6)
+    # the targets: N64 D4 | H60 N67 D2 | D8: two struck pitches, one held, three durations
+    for kind, share in (("struck", 2 / 6), ("held", 1 / 6), ("duration", 3 / 6)):
+        assert scores["by_kind"][kind]["share"] == pytest.approx(share)
+        assert scores["by_kind"][kind]["nll"] == pytest.approx(np.mean(by_kind[kind]), rel=1e-4)
 
 
 def test_evaluate_does_not_import_tensorflow():
@@ -359,8 +365,23 @@ def test_follow_table_per_collection_from_a_folder_of_two_collections(tiny_onnx,
         assert pooled == pytest.approx(report["next_token"][name]["nll"])
     for row in per.values():
         assert row["lstm_vs_trigram_nll_ratio"] == pytest.approx(row["lstm"]["nll"] / row["trigram"]["nll"])
+        # by kind of token: the shares sum to one and the kinds' NLLs pool back to the whole
+        for name in ("lstm", "trigram"):
+            kinds = row[name]["by_kind"].values()
+            assert sum(k["share"] for k in kinds) == pytest.approx(1.0)
+            assert sum(k["share"] * (k["nll"] or 0) for k in kinds) == pytest.approx(row[name]["nll"])
+        melody = [row[name]["by_kind"][k] for name in ("lstm", "trigram") for k in ("struck", "duration")]
+        net = (melody[0]["share"] * melody[0]["nll"] + melody[1]["share"] * melody[1]["nll"]) / (
+            melody[0]["share"] + melody[1]["share"]
+        )
+        tri = (melody[2]["share"] * melody[2]["nll"] + melody[3]["share"] * melody[3]["nll"]) / (
+            melody[2]["share"] + melody[3]["share"]
+        )
+        assert row["melody_vs_trigram_nll_ratio"] == pytest.approx(net / tri)
     text = format_report(report)
     assert "| folk |" in text and f"{per['folk']['lstm']['nll']:.3f}" in text
+    kinds = text[text.index("By kind of token") :]
+    assert "| folk |" in kinds and f"{per['folk']['melody_vs_trigram_nll_ratio']:.2f} |" in kinds
     for entry in report["follow"].values():
         assert set(entry) == {"pieces", "model", "served", "data"}
         assert 1 <= entry["model"]["seeds"] <= 3 and entry["served"]["seeds"] == entry["model"]["seeds"]

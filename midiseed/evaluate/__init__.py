@@ -34,7 +34,9 @@ from midiseed.evaluate.behaviour import (
 from midiseed.evaluate.follow import ANSWER_EVENTS, follow_table, format_follow
 from midiseed.evaluate.nexttoken import (
     BASELINES,
+    KINDS,
     NGram,
+    melody_nll,
     piece_scores_lstm,
     piece_scores_ngram,
     score_lstm,
@@ -195,6 +197,10 @@ def evaluate(
             "memory_vs_trigram_nll_ratio": _ratio(
                 rows.get(WITH_MEMORY, {}).get("nll"), rows.get("trigram", {}).get("nll")
             ),
+            "melody_vs_trigram_nll_ratio": _ratio(
+                melody_nll(scores["lstm"][mask]),
+                melody_nll(scores["trigram"][mask]) if "trigram" in scores else None,
+            ),
         }
 
     reference = histograms([ev for p in eval_pieces for ev in p], grid.max_steps)
@@ -304,6 +310,7 @@ def format_report(report: dict) -> str:
                     _fmt(row["memory_vs_trigram_nll_ratio"], ".3f"),
                 ]
             lines.append(f"| {coll or '(top level)'} | {' | '.join(cells)} |")
+        lines += _kinds_table(by_collection)
     s = report["settings"]
     lines += [
         "",
@@ -327,6 +334,42 @@ def format_report(report: dict) -> str:
     if report.get("follow"):
         text += "\n" + format_follow(report["follow"], s["seed_len"], s["answer_len"])
     return text
+
+
+def _kinds_table(by_collection: dict) -> list[str]:
+    """Each collection's NLL per kind of token, the network's against the trigram's (nothing when
+    the report has no trigram)."""
+    if not any("trigram" in row for row in by_collection.values()):
+        return []
+    lines = [
+        "",
+        "By kind of token (`midiseed.evaluate.nexttoken.KINDS`): share of the tokens, then network /"
+        " trigram NLL = ratio. A held pitch was decided tokens back, where a trigram cannot see;"
+        " struck pitches and durations are what it sees as well as the network does:",
+        "",
+        "| collection | all tokens | "
+        + " | ".join(f"{k} pitch" if k != "duration" else k for k in KINDS)
+        + " | struck and duration only |",
+        "|---|---|" + "---|" * len(KINDS) + "---:|",
+    ]
+    for coll, row in by_collection.items():
+        net, tri = row["lstm"], row.get("trigram")
+        if tri is None:
+            continue
+        ratio = _fmt(row["lstm_vs_trigram_nll_ratio"], ".2f")
+        cells = [f"{_fmt(net['nll'], '.3f')} / {_fmt(tri['nll'], '.3f')} = {ratio}"]
+        for kind in KINDS:
+            a, b = net["by_kind"][kind], tri["by_kind"][kind]
+            share = "<1%" if a["share"] and a["share"] < 0.005 else _fmt(a["share"], ".0%")
+            cells.append(
+                f"{share}: {_fmt(a['nll'], '.2f')} / {_fmt(b['nll'], '.2f')}"
+                f" = {_fmt(_ratio(a['nll'], b['nll']), '.2f')}"
+                if a["nll"] is not None
+                else "0%"
+            )
+        cells.append(_fmt(row.get("melody_vs_trigram_nll_ratio"), ".2f"))
+        lines.append(f"| {coll or '(top level)'} | {' | '.join(cells)} |")
+    return lines
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

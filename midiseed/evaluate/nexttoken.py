@@ -90,14 +90,39 @@ def score_lstm(engine: Engine, pieces: Sequence[np.ndarray]) -> dict:
     return totals(piece_scores_lstm(engine, pieces)[0])
 
 
+# The codec spells an event as its struck pitches, its held pitches ("this note goes on") and one
+# duration token (`midiseed.runtime.codec.Codec`): the kinds of token scored apart. A held pitch is
+# decided tokens back, where an n-gram cannot see; struck pitches and durations are the melody.
+KINDS = ("struck", "held", "duration")
+ROW = 3 + 2 * len(KINDS)  # (NLL, correct, positions), then (NLL, positions) of each kind
+
+
+def kind_of(tokens: np.ndarray) -> np.ndarray:
+    """0 struck pitch, 1 held pitch, 2 duration, for each token id (codec version 1's layout)."""
+    return np.minimum(np.asarray(tokens) // 128, 2)
+
+
+def score_row(nll: np.ndarray, correct: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """One piece's row from its per-position NLL (nats), top-1 hits and target tokens: the totals,
+    then the NLL and count of each kind of target token."""
+    kinds = kind_of(targets)
+    row = [float(nll.sum()), int(correct.sum()), len(targets)]
+    for k in range(len(KINDS)):
+        row += [float(nll[kinds == k].sum()), int((kinds == k).sum())]
+    return np.array(row)
+
+
 def piece_scores_ngram(model: NGram, pieces: Sequence[np.ndarray]) -> np.ndarray:
-    """Per piece: (summed NLL in nats, correct top-1 guesses, positions scored), positions 1..T-1."""
-    rows = np.zeros((len(pieces), 3))
+    """Per piece a row (see `score_row`): summed NLL in nats, correct top-1 guesses, positions
+    scored (1..T-1), then summed NLL and positions of each of the `KINDS` of token."""
+    rows = np.zeros((len(pieces), ROW))
     for row, piece in zip(rows, pieces):
         seq = [int(t) for t in piece]
+        nll, correct = np.zeros(max(len(seq) - 1, 0)), np.zeros(max(len(seq) - 1, 0))
         for i in range(1, len(seq)):
             p = model.distribution(seq[max(0, i - model.order + 1) : i])
-            row += (-float(np.log(p[seq[i]])), int(np.argmax(p) == seq[i]), 1)
+            nll[i - 1], correct[i - 1] = -float(np.log(p[seq[i]])), np.argmax(p) == seq[i]
+        row[:] = score_row(nll, correct, np.asarray(seq[1:], dtype=np.int64))
     return rows
 
 
@@ -108,7 +133,7 @@ def piece_scores_lstm(
     array of rows per weight in `memories`: 0 the network alone, above 0 the network mixed with the
     piece's own memory of that weight as `Generator` mixes it (`midiseed.runtime.memory`;
     `memory_shape`: its other constructor arguments)."""
-    rows = [np.zeros((len(pieces), 3)) for _ in memories]
+    rows = [np.zeros((len(pieces), ROW)) for _ in memories]
     for i, piece in enumerate(pieces):
         if len(piece) < 2:
             continue
@@ -116,11 +141,8 @@ def piece_scores_lstm(
         targets = np.asarray(piece[1:], dtype=np.int64)
         for out, weight in zip(rows, memories):
             mixed = with_memory(logp, piece, weight, **memory_shape) if weight else logp
-            out[i] = (
-                -float(mixed[np.arange(len(targets)), targets].sum()),
-                int((mixed.argmax(axis=1) == targets).sum()),
-                len(targets),
-            )
+            nll = -mixed[np.arange(len(targets)), targets]
+            out[i] = score_row(nll, mixed.argmax(axis=1) == targets, targets)
     return rows
 
 
@@ -144,6 +166,28 @@ def with_memory(logp: np.ndarray, piece: np.ndarray, weight: float, **memory_sha
 
 
 def totals(rows: np.ndarray) -> dict:
-    """Mean NLL and accuracy of the pieces' (NLL sum, correct, positions) rows, pooled by token."""
-    nll, correct, n = rows.sum(axis=0) if len(rows) else (0.0, 0, 0)
-    return {"nll": float(nll / n) if n else None, "accuracy": float(correct / n) if n else None}
+    """Mean NLL and accuracy of the pieces' rows (`score_row`), pooled by token, and per kind of
+    token its share of the positions and mean NLL."""
+    sums = rows.sum(axis=0) if len(rows) else np.zeros(ROW)
+    nll, correct, n = sums[:3]
+    kinds = {
+        kind: {
+            "share": float(sums[4 + 2 * k] / n) if n else None,
+            "nll": float(sums[3 + 2 * k] / sums[4 + 2 * k]) if sums[4 + 2 * k] else None,
+        }
+        for k, kind in enumerate(KINDS)
+    }
+    return {
+        "nll": float(nll / n) if n else None,
+        "accuracy": float(correct / n) if n else None,
+        "by_kind": kinds,
+    }
+
+
+def melody_nll(rows: np.ndarray) -> float | None:
+    """Mean NLL over struck-pitch and duration tokens only: what an n-gram sees as well as a network
+    does, where held pitches are not (see `KINDS`)."""
+    sums = rows.sum(axis=0) if len(rows) else np.zeros(ROW)
+    melody = [KINDS.index("struck"), KINDS.index("duration")]
+    nll, n = sum(sums[3 + 2 * k] for k in melody), sum(sums[4 + 2 * k] for k in melody)
+    return float(nll / n) if n else None
