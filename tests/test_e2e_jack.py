@@ -306,13 +306,14 @@ def test_steering_ccs_make_a_single_line_inside_the_register(daemon_factory):
     assert player.left_on() == set()
 
 
-def test_block_chords_are_answered_with_block_chords_and_the_guard_and_memory_ccs_are_live(
+def test_block_chords_are_answered_with_block_chords_and_the_guard_memory_and_anchor_ccs_are_live(
     daemon_factory,
 ):
     daemon, player = daemon_factory("chords", answer_beats=("performance", 4), bpm=("timing", 240))
     player.send([0xB0, 105, 8])  # the loop guard: patterns of up to 8 events
     player.send([0xB0, 106, 122])  # the piece's memory, on at about 0.95
     player.send([0xB0, 107, 127])  # the pitch guard, on
+    player.send([0xB0, 108, 2])  # the anchor, from the answer's third event
     time.sleep(0.1)
     for chord in ((48, 55, 64, 72), (45, 57, 64, 69), (41, 57, 65, 69), (43, 59, 62, 67)):
         for pitch in chord:
@@ -330,7 +331,7 @@ def test_block_chords_are_answered_with_block_chords_and_the_guard_and_memory_cc
         else:
             onsets.append([t])
     assert onsets and all(len(group) == 4 for group in onsets), onsets  # every onset a 4-note chord
-    assert all(f in daemon.output() for f in ("loop_guard=8", "memory=0.951", "pitch_guard=True"))
+    assert all(f in daemon.output() for f in ("loop_guard=8", "memory=0.951", "pitch_guard=True", "anchor=2"))
     assert player.left_on() == set()
 
 

@@ -12,7 +12,13 @@ from midiseed.errors import BadValue
 
 
 def _decoding(
-    temperature: float, top_k: int, no_repeat: int, loop_guard: int, memory: float, pitch_guard: bool = False
+    temperature: float,
+    top_k: int,
+    no_repeat: int,
+    loop_guard: int,
+    memory: float,
+    pitch_guard: bool = False,
+    anchor: int = 0,
 ):
     from midiseed.runtime.sampling import Decoding
 
@@ -23,12 +29,18 @@ def _decoding(
         loop_guard=loop_guard,
         memory=memory,
         pitch_guard=pitch_guard,
+        anchor=anchor,
     )
 
 
 PITCH_GUARD_HELP = (
     "When the answer keeps two voices or more, the loop guard also hears chords cycling through the"
     " same notes at other lengths as a loop, and plays other notes (off by default: see the model card)."
+)
+ANCHOR_HELP = (
+    "From this many events into the answer on, stay where the seed was: its own register, in chords a"
+    " bass no higher than the seed's, and the pitch guard on; 64 is the value measured (0 = off, the"
+    " default: see the model card, 'Long answers'). Not with --voices/--low/--high."
 )
 MEMORY_HELP = (
     "Weight of the piece's own memory: answer from what followed this context earlier in the seed and"
@@ -80,6 +92,7 @@ def generate(
     ] = 32,
     memory: Annotated[float, typer.Option(min=0, max=0.99, help=MEMORY_HELP)] = 0.0,
     pitch_guard: Annotated[bool, typer.Option(help=PITCH_GUARD_HELP)] = False,
+    anchor: Annotated[int, typer.Option(min=0, max=1024, help=ANCHOR_HELP)] = 0,
     bpm: Annotated[float, typer.Option(min=20, max=400)] = 120.0,
     png: Annotated[Path | None, typer.Option(help="Also draw a piano roll of seed and continuation.")] = None,
     wav: Annotated[
@@ -127,7 +140,7 @@ def generate(
     steering = _steering(seed, voices, low, high, grid.max_poly)
     gen = Generator(
         engine,
-        _decoding(temperature, top_k, no_repeat, loop_guard, memory, pitch_guard),
+        _decoding(temperature, top_k, no_repeat, loop_guard, memory, pitch_guard, anchor),
         seed=random_seed,
         steering=steering,
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from midiseed.errors import UserError
 from midiseed.runtime.memory import MAX_MEMORY
+from midiseed.runtime.sampling import MAX_ANCHOR
 
 
 class ConfigError(UserError, ValueError):
@@ -57,6 +58,7 @@ class Config:
     loop_guard: int = 32  # no pattern of up to this many events plays 1.5 times in a row (0 = off)
     memory: float = 0.0  # weight of the piece's own memory (midiseed.runtime.memory; 0 = off)
     pitch_guard: bool = False  # in two voices or more, the loop guard also hears chords cycling
+    anchor: int = 0  # events into an answer after which it stays where the phrase was (0 = off)
     random_seed: int = 0
     # [cc]  controller numbers on the input; 0 = not used
     panic_cc: int = 119
@@ -73,6 +75,7 @@ class Config:
     loop_guard_cc: int = 105
     memory_cc: int = 106
     pitch_guard_cc: int = 107
+    anchor_cc: int = 108
     # [log]
     log_level: str = "info"  # debug | info | warning | error
     status_seconds: float = 0.0  # a status line this often (0 = off)
@@ -98,7 +101,16 @@ SECTIONS = {
     "timing": ["clock", "bpm", "chord_ms", "quantize_start", "realtime"],
     "performance": ["mode", "silence_beats", "answer_beats", "max_held_beats"],
     "steering": ["voices", "low", "high"],
-    "decoding": ["temperature", "top_k", "no_repeat", "loop_guard", "memory", "pitch_guard", "random_seed"],
+    "decoding": [
+        "temperature",
+        "top_k",
+        "no_repeat",
+        "loop_guard",
+        "memory",
+        "pitch_guard",
+        "anchor",
+        "random_seed",
+    ],
     "cc": [
         "panic_cc",
         "end_call_cc",
@@ -114,11 +126,20 @@ SECTIONS = {
         "loop_guard_cc",
         "memory_cc",
         "pitch_guard_cc",
+        "anchor_cc",
     ],
     "log": ["log_level", "status_seconds", "record", "status_socket"],
 }
 STEERING = ("voices", "low", "high")  # Performer.steer, in that order
-LIVE_DECODING = ("temperature", "top_k", "no_repeat", "loop_guard", "memory", "pitch_guard")  # set by CC
+LIVE_DECODING = (
+    "temperature",
+    "top_k",
+    "no_repeat",
+    "loop_guard",
+    "memory",
+    "pitch_guard",
+    "anchor",
+)  # by CC
 CHOICES = {
     "provider": ("auto", "cpu", "cuda"),
     "backend": ("auto", "alsa", "jack", "coremidi", "windows"),
@@ -142,6 +163,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "no_repeat": (0, 64),
     "loop_guard": (0, 64),
     "memory": (0, MAX_MEMORY),
+    "anchor": (0, MAX_ANCHOR),
     "random_seed": (0, 2**31),
     "status_seconds": (0, 86_400),
     **{k: (0, 127) for k in SECTIONS["cc"]},

@@ -198,6 +198,8 @@ class Performer:
             self._decoding(memory=round(value / 127 * MAX_MEMORY, 3))
         elif control == cfg.pitch_guard_cc:
             self._decoding(pitch_guard=value >= 64)
+        elif control == cfg.anchor_cc:
+            self._decoding(anchor=value)
         return None
 
     def _apply_steering(self) -> None:

@@ -143,6 +143,7 @@ class Service:
             loop_guard=cfg.loop_guard,
             memory=cfg.memory,
             pitch_guard=cfg.pitch_guard,
+            anchor=cfg.anchor,
         )
         return Generator(engine, decoding, seed=cfg.random_seed)
 

@@ -40,7 +40,9 @@ class Generator:
     """Carries the model state between calls: prime() with what was played, next_event() to answer.
 
     `steering` (constructor argument, settable at any time) caps voices and bounds the register;
-    None (the default) follows the phrase last primed (`Steering.follow`)."""
+    None (the default) follows the phrase last primed (`Steering.follow`), and with
+    `Decoding.anchor`, from that many events of the answer on, holds it where the phrase was
+    (`anchored`: the phrase's own register and bass, and the pitch guard on)."""
 
     def __init__(
         self, engine: Engine, decoding: Decoding = Decoding(), seed: int = 0, steering: Steering | None = None
@@ -64,6 +66,8 @@ class Generator:
         switched_on = value.memory and not self.memory.weight
         self._decoding = value
         self.memory.weight = value.memory
+        if hasattr(self, "grammar"):
+            self.grammar.steering = self.in_force  # `anchor` may hold it now, or no longer
         if switched_on and hasattr(self, "history"):  # it is fed only while on: catch up on the phrase
             self.memory.reset()
             for t in self.history:
@@ -82,12 +86,20 @@ class Generator:
     @property
     def in_force(self) -> Steering:
         """The steering the grammar enforces now."""
-        return self.followed if self._steering is None else self._steering
+        if self._steering is not None:
+            return self._steering
+        return self.anchored if self._long() else self.followed
+
+    def _long(self) -> bool:
+        """Whether the answer has run `Decoding.anchor` events since the phrase it follows."""
+        after = self.decoding.anchor
+        return bool(after) and self.answered >= after
 
     def reset(self) -> None:
         """Forget everything heard and played (a steering set by hand stays)."""
         self.state = self.engine.zero_state()
-        self.followed = Steering()
+        self.followed = self.anchored = Steering()
+        self.answered = 0  # events played since the phrase last heard
         self.grammar = Grammar(self.codec, steering=self.in_force)
         self.logits: np.ndarray | None = None
         self.history: list[int] = []
@@ -104,6 +116,8 @@ class Generator:
             return
         if any(ev.pitches for ev in events):
             self.followed = Steering.follow(events, self.codec.grid.max_poly)
+            self.anchored = Steering.follow(events, self.codec.grid.max_poly, margin=0, anchor=True)
+            self.answered = 0
             self.loop_allow = periodic_runs(events, self.decoding.loop_guard)
             self.pitch_allow = periodic_runs([ev.pitches for ev in events], self.decoding.loop_guard)
             self.grammar.steering = self.in_force
@@ -141,7 +155,7 @@ class Generator:
         d = self.decoding
         refused: set[Event] = set()
         refused_pitches: set[tuple[int, ...]] = set()
-        voiced = d.pitch_guard and self.in_force.least >= 2
+        voiced = (d.pitch_guard or self._long()) and self.in_force.least >= 2
         if d.loop_guard:
             refused = loop_refusals(self.events, d.loop_guard, self.loop_allow, d.loop_repeats)
             if voiced:
@@ -197,6 +211,9 @@ class Generator:
             self.logits, self.state = self.engine.step(token, self.state)
             if event is not None:
                 self._remember([event])
+                self.answered += 1
+                if self.answered == d.anchor and self._steering is None:
+                    self.grammar.steering = self.in_force  # from now on, anchored to the phrase
                 return event
 
     def _refused_durations(self, refused: set[Event]) -> list[int]:

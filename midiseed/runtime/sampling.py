@@ -50,6 +50,7 @@ class Steering:
     fewest: int = 0  # fewest notes an event that sounds must strike (none held): 0 or 1 = no floor
     shortest: int = 0  # fewest grid steps an event that strikes a note may last: 0 = no floor
     least: int = 0  # fewest pitches (struck or held) an event that sounds must have: 0 or 1 = no floor
+    bass: int = 127  # highest pitch an event's lowest may be: 127 = no ceiling
 
     def __post_init__(self) -> None:
         if not 0 <= self.voices <= 127:
@@ -66,11 +67,14 @@ class Steering:
             )
 
     @classmethod
-    def follow(cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN) -> Steering:
+    def follow(
+        cls, events: Iterable[Event], max_poly: int = 8, margin: int = FOLLOW_MARGIN, anchor: bool = False
+    ) -> Steering:
         """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
         and no fewer than the thinnest of its last `VOICE_WINDOW` sounding events before the final
-        one and its release (`_texture`); its lowest..highest pitch widened by
-        `margin` semitones; chords struck as thick as its thinnest onset (a floor only when every
+        one and its release (`_texture`); its lowest..highest pitch widened by `margin` semitones;
+        with `anchor`, and two voices or more, a bass ceiling at the highest lowest note of those
+        same events; chords struck as thick as its thinnest onset (a floor only when every
         onset struck two notes or more); and events that strike no shorter than its shortest such
         event (its last event left out: a phrase heard live ends when the player lets go, not when
         the beat does). A phrase with no notes steers nothing."""
@@ -87,7 +91,8 @@ class Steering:
             return cls()
         voices = min(most, max_poly)
         strikes = [ev.steps for ev in events[:-1] if False in ev.held]
-        least = min(len(ev.pitches) for ev in _texture(events))
+        texture = _texture(events)
+        least = min(len(ev.pitches) for ev in texture)
         return cls(
             voices,
             max(0, low - margin),
@@ -95,6 +100,7 @@ class Steering:
             fewest=min(fewest, voices) if fewest > 1 else 0,
             shortest=min(strikes, default=0),
             least=min(least, voices) if least > 1 else 0,
+            bass=max(ev.pitches[0] for ev in texture) if anchor and least > 1 else 127,
         )
 
     def overridden(self, voices: int, low: int, high: int) -> Steering:
@@ -127,6 +133,16 @@ LOOP_REPEATS = 1.5
 LOOP_GUARD = 32  # what `generate` and the daemon use unless told otherwise
 MAX_LOOP_GUARD = 64
 
+# The anchor (`Decoding.anchor`). Answers that run on (continue mode, long answers) drift: over 512
+# events answering validation seeds, a chorale's bass climbs 19 semitones and its voices thin to
+# x0.69, a madrigal's and a motet's bass climbs 17, and an Essen tune rises 7. From `anchor`
+# events into an answer that follows the phrase heard, the answer is held where the phrase was: its
+# own lowest..highest pitch (no FOLLOW_MARGIN), in polyphony an event's lowest note no higher than
+# the phrase's bass went (`Steering.bass`), and the pitch guard on. Measured on validation
+# (models/MODEL_CARD.md, "Long answers"); an option, off by default.
+ANCHOR = 64  # what `anchor = on` means: after as many events as the following goals are measured over
+MAX_ANCHOR = 1024
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -140,6 +156,7 @@ class Decoding:
     loop_repeats: float = LOOP_REPEATS  # how many times in a row a pattern may play (at least 1)
     memory: float = 0.0  # weight of the piece's own memory (`midiseed.runtime.memory`); 0 = the network alone
     pitch_guard: bool = False  # with two voices or more, the loop guard also hears pitches alone
+    anchor: int = 0  # events into an answer after which it stays where the phrase was (0 = never)
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 10:
@@ -152,6 +169,8 @@ class Decoding:
             raise BadValue(f"loop_repeats must be 1 or more, got {self.loop_repeats}")
         if not 0 <= self.memory <= MAX_MEMORY:
             raise BadValue(f"memory must be in 0..{MAX_MEMORY} (0 = off), got {self.memory}")
+        if not 0 <= self.anchor <= MAX_ANCHOR:
+            raise BadValue(f"anchor must be in 0..{MAX_ANCHOR} events (0 = off), got {self.anchor}")
         if not 0 <= self.loop_guard <= MAX_LOOP_GUARD:
             raise BadValue(
                 f"loop_guard must be in 0..{MAX_LOOP_GUARD} events (0 = off), got {self.loop_guard}"
@@ -223,6 +242,10 @@ class Grammar:
             return durations.copy()
         last = max(pending) if pending else -1
         pitches = (self._pitch > last) & self._ok
+        if not pending and self._steering.bass < 127:
+            low_enough = pitches & (self._pitch <= self._steering.bass)
+            if low_enough.any():
+                pitches = low_enough  # the lowest voice stays no higher than the phrase's went
         floor = self._steering.least
         if self._steering.fewest > 1:
             # chords with chords: every event that sounds strikes at least `fewest` notes, none held
