@@ -140,7 +140,6 @@ MAX_LOOP_GUARD = 64
 # own lowest..highest pitch (no FOLLOW_MARGIN), in polyphony an event's lowest note no higher than
 # the phrase's bass went (`Steering.bass`), and the pitch guard on. Measured on validation
 # (models/MODEL_CARD.md, "Long answers"); an option, off by default.
-ANCHOR = 64  # what `anchor = on` means: after as many events as the following goals are measured over
 MAX_ANCHOR = 1024
 
 
