@@ -9,11 +9,12 @@ the pitch guard from the first event). The follow table (`midiseed evaluate`) sc
 answers; `continue` mode and long calls play far longer. Each seed is the first 32 events of a
 held-out piece (spread evenly over the usable ones); the answer follows it as `serve` does. Printed
 per collection and decoding, over the answer's second half (events EVENTS/2 .. EVENTS-1), means
-over seeds: voices (notes per sounding event against the seed's), top and bass (the mean highest
-and lowest pitch against the seed's, semitones), and the shares of events in loops of period <= 8,
-whole events and pitches alone; then the same per stretch of 64 events. Needs data/music21.
-Choices are made on validation; SPLIT `test` reports one already made. About 3 minutes a decoding
-on the 2-core build machine.
+over seeds (and in a `the music` row, over every held-out piece that goes on that long after its
+first 32 events, its own events there): voices (notes per sounding event against the seed's), top
+and bass (the mean highest and lowest pitch against the seed's, semitones), and the shares of
+events in loops of period <= 8, whole events and pitches alone; then the same per stretch of 64
+events. Needs data/music21. Choices are made on validation; SPLIT `test` reports one already made.
+About 3 minutes a decoding on the 2-core build machine.
 """
 
 import sys
@@ -95,6 +96,28 @@ def main(sweep: str, split: str, seeds: int, events: int, collections: list[str]
             cells = f"{v:.2f} | {top:+.1f} | {bass:+.1f} | {loops:.0%} | {pitch_loops:.0%}"
             print(f"| {coll} ({len(picks)}) | {name} | {cells} |", flush=True)
             stretches[coll, name] = np.mean(per, axis=0)
+        # the music itself, where a piece goes on that long after its seed: what "no drift" looks like
+        long = [p for p in usable if len(p) >= SEED + events]
+        if long:
+            own = [p[SEED:] for p in long]
+            rows = []
+            for piece, after in zip(long, own):
+                second = after[half:events]
+                loops = [
+                    float(looped_mask(seq, 8).mean())
+                    for seq in ([ev.key() for ev in second], [ev.pitches for ev in second])
+                ]
+                rows.append([*drift(piece[:SEED], second), *loops])
+            v, top, bass, loops, pitch_loops = np.mean(rows, axis=0)
+            cells = f"{v:.2f} | {top:+.1f} | {bass:+.1f} | {loops:.0%} | {pitch_loops:.0%}"
+            print(f"| {coll} ({len(long)} pieces) | the music | {cells} |", flush=True)
+            stretches[coll, "the music"] = np.mean(
+                [
+                    [drift(p[:SEED], a[k : k + STRETCH]) for k in range(0, events, STRETCH)]
+                    for p, a in zip(long, own)
+                ],
+                axis=0,
+            )
     print(f"\nPer stretch of {STRETCH} events: voices × / top / bass\n")
     for (coll, name), rows in stretches.items():
         print(f"{coll} {name}: " + " ".join(f"{v:.2f}/{t:+.1f}/{b:+.1f}" for v, t, b in rows))

@@ -25,22 +25,32 @@ def first_pitches(grammar: Grammar) -> set[int]:
     }
 
 
-# Two parts, lowest notes 57, 59, 60 before the last event: the bass went no higher than 60
-TWO_PARTS = [chord(57, 62), chord(59, 64), chord(60, 64), chord(57, 62)]
+# Two parts over an octave, lowest notes 52, 55, 57 before the last event: the bass went no higher
+# than 57
+TWO_PARTS = [chord(52, 62), chord(55, 64), chord(57, 64), chord(52, 62)]
 # A fake model that climbs: it likes G4 and A4, above the phrase, then notes within it
 CLIMBS = FixedEngine(
-    *(codec.struck(p) for p in (67, 69, 60, 64, 62, 59, 57)), *(codec.duration(s) for s in (4, 8, 2))
+    *(codec.struck(p) for p in (67, 69, 57, 64, 62, 55, 52)), *(codec.duration(s) for s in (4, 8, 2))
 )
 
 
 def test_anchored_steering_is_the_phrase_own_register_and_bass():
     followed = Steering.follow(TWO_PARTS)
-    anchored = Steering.follow(TWO_PARTS, margin=0, anchor=True)
-    assert (followed.low, followed.high, followed.bass) == (52, 69, 127)  # five semitones either side
-    assert (anchored.low, anchored.high, anchored.bass) == (57, 64, 60)
+    anchored = Steering.follow(TWO_PARTS, anchor=True)
+    assert (followed.low, followed.high, followed.bass) == (47, 69, 127)  # five semitones either side
+    assert (anchored.low, anchored.high, anchored.bass) == (52, 64, 57)
     assert (anchored.voices, anchored.least) == (followed.voices, followed.least) == (2, 2)
     melody = [chord(p) for p in (60, 62, 64, 65, 67)]
-    assert Steering.follow(melody, margin=0, anchor=True).bass == 127  # a single line has no bass to keep
+    assert Steering.follow(melody, anchor=True).bass == 127  # a single line has no bass to keep
+    # a narrow phrase is widened to an octave, never past the followed register: one key pressed in
+    # `continue` mode still leaves a line room to move
+    assert (Steering.follow(melody, anchor=True).low, Steering.follow(melody, anchor=True).high) == (57, 70)
+    one = Steering.follow([chord(60)], anchor=True)
+    assert (
+        (one.low, one.high)
+        == (55, 65)
+        == (Steering.follow([chord(60)]).low, Steering.follow([chord(60)]).high)
+    )
 
 
 def test_the_bass_ceiling_bounds_only_an_event_s_lowest_note():
@@ -63,7 +73,7 @@ def test_nothing_changes_before_the_anchor_and_after_it_the_answer_stays_where_t
     answer = gen.generate(6)
     assert answer == drifting[:6] and gen.in_force is gen.anchored
     answer = gen.generate(16)
-    assert all(57 <= ev.pitches[0] <= 60 and ev.pitches[-1] <= 64 and len(ev.pitches) == 2 for ev in answer)
+    assert all(52 <= ev.pitches[0] <= 57 and ev.pitches[-1] <= 64 and len(ev.pitches) == 2 for ev in answer)
     # and the pitch guard is on: the same two notes do not come back again and again
     assert loop_share([ev.pitches for ev in answer], 8) < 0.5
     # a new phrase starts the count again
@@ -73,11 +83,16 @@ def test_nothing_changes_before_the_anchor_and_after_it_the_answer_stays_where_t
 
 
 def test_a_steering_set_by_hand_is_never_anchored_and_the_anchor_can_be_switched_live():
-    hand = Steering(voices=2, low=50, high=70)
-    gen = Generator(CLIMBS, Decoding(loop_guard=32, anchor=2), steering=hand)
-    gen.prime(TWO_PARTS)
-    gen.generate(8)
-    assert gen.in_force is hand
+    from tests.test_loop_guard import Rotating  # the same chord at ever other lengths: a pitch loop
+
+    hand = Steering(voices=2, low=50, high=70, least=2)
+    answers = []
+    for anchor in (0, 2):
+        gen = Generator(Rotating(), Decoding(loop_guard=32, anchor=anchor), steering=hand)
+        gen.prime(TWO_PARTS)
+        answers.append(gen.generate(12))
+        assert gen.in_force is hand and not gen.anchoring
+    assert answers[0] == answers[1]  # not even the pitch guard: the player's steering wins whole
     live = Generator(CLIMBS, Decoding(loop_guard=32))
     live.prime(TWO_PARTS)
     live.generate(8)

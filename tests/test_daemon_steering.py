@@ -99,3 +99,22 @@ def test_steering_config_errors_name_the_key(tmp_path):
     bad.write_text("[steering]\nvoices = -1\n")
     with pytest.raises(ConfigError, match=r"\[steering\] voices must be in 0..127"):
         load(bad)
+
+
+def test_continue_mode_streams_at_the_phrase_rate_and_range_not_around_the_last_key():
+    """A chord progression played live in continue mode, a chord every two beats: the stream after
+    it follows the phrase the chords make (their rate, their range), as respond mode answers it."""
+    from midiseed.evaluate.follow import median_gap
+
+    rig = Rig(mode="continue", generator=shipped_generator())
+    chords = [(48, 55, 64), (45, 57, 64), (41, 57, 65), (43, 59, 62)] * 2
+    for i, chord in enumerate(chords):  # 120 bpm: a chord each second, held 0.9 s
+        rig.at(i * 1.0, *([0x90, p, 90] for p in chord))
+        rig.at(i * 1.0 + 0.9, *([0x80, p, 0] for p in chord))
+    heard = len(rig.gen.events)
+    rig.advance(len(chords) + 12.0)  # 24 beats of stream after the last chord
+    stream = [ev for ev in rig.gen.events[heard:] if ev.pitches]
+    assert len(stream) >= 6
+    low, high = rig.gen.in_force.low, rig.gen.in_force.high
+    assert (low, high) == (41 - 5, 65 + 5)  # the whole progression's range, not one chord's
+    assert median_gap(rig.gen.events[heard:]) >= 4  # no faster than quarter notes: the chords' rate is 8

@@ -27,17 +27,25 @@ class FakeGenerator:
         self.codec = Codec()
         self.decoding = Decoding()
         self.primed: list[list[Event]] = []
+        self.followed_phrases: list[list[Event]] = []  # what each prime asked to follow
         self.resets = 0
         self.steering: Steering | None = None  # what the performer asks for (None: follow)
         self.followed = Steering()
         self._events = itertools.cycle(SCRIPT)
 
+    anchoring = False  # the fake never anchors
+
+    @property
+    def in_force(self) -> Steering:
+        return self.followed if self.steering is None else self.steering
+
     def reset(self) -> None:
         self.resets += 1
         self._events = itertools.cycle(SCRIPT)
 
-    def prime(self, events) -> None:
+    def prime(self, events, follow=None) -> None:
         self.primed.append(list(events))
+        self.followed_phrases.append(list(events if follow is None else follow))
 
     def next_event(self, require_notes: bool = False) -> Event:
         return next(self._events)
@@ -184,6 +192,25 @@ def test_continue_mode_streams_and_every_note_reseeds():
     rig.advance(3.1)
     assert len(rig.gen.primed) == 2 and rig.gen.primed[-1][0].pitches == (72,)
     assert rig.gen.resets == 0  # continue keeps the state and adds to it
+
+
+def test_continue_mode_follows_the_phrase_the_recent_chords_make_not_the_last_key():
+    rig = Rig(mode="continue", chord_ms=30)  # 120 bpm: a beat is 0.5 s, a step 0.125 s
+    for t, pitch in ((0.0, 62), (0.25, 66), (0.5, 69), (1.0, 74)):  # eighths, then a quarter
+        rig.at(t, [0x90, pitch, 90])
+        rig.at(t + 0.2, [0x80, pitch, 0])
+    rig.advance(1.1)
+    assert [ev.pitches for ev in rig.gen.primed[-1]] == [(74,)]  # the model reads the newest note
+    phrase = rig.gen.followed_phrases[-1]  # and follows the four as a phrase, by their onsets
+    assert [(ev.pitches, ev.steps) for ev in phrase] == [((62,), 2), ((66,), 2), ((69,), 4), ((74,), 2)]
+    rig.at(4.0, [0x90, 60, 90])  # after more than four beats: a new phrase
+    rig.advance(4.1)
+    assert [ev.pitches for ev in rig.gen.followed_phrases[-1]] == [(60,)]
+    rig.at(4.2, [0xB0, 86, 0])  # respond and back: forgotten
+    rig.at(4.3, [0xB0, 86, 127])
+    rig.at(4.4, [0x90, 64, 90])
+    rig.advance(4.5)
+    assert [ev.pitches for ev in rig.gen.followed_phrases[-1]] == [(64,)]
 
 
 def test_midi_clock_drives_the_answer_and_stop_ends_every_note():

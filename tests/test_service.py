@@ -374,7 +374,37 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
     assert service.tempo.bpm == 150
     info = service.status()  # what `midiseed status --json` shows of them
     assert info["steering"] == {"voices": 3, "low": 40, "high": 0} and info["mode"] == "continue"
+    assert info["in_force"] == {"voices": 3, "low": 40, "high": 127, "bass": 127, "anchored": False}
     assert info["decoding"]["pitch_guard"] is True and info["decoding"]["temperature"] == 0.5
+
+
+def test_reload_keeps_the_model_picked_only_while_the_file_lists_the_same_models(sock):
+    clock = FakeClock()
+    holder = {}
+
+    def open_ports(backend, wake):
+        holder["ports"] = FakePorts(clock, wake)
+        return holder["ports"]
+
+    base = replace(Config(), realtime=False, status_socket=sock, models=("b.onnx", "c.onnx"))
+    on_file = [replace(base, bpm=150), replace(base, bpm=150, models=("b.onnx",))]
+    service = Service(
+        base,
+        clock=clock,
+        open_ports=open_ports,
+        make_generator=lambda cfg: FakeGenerator(),
+        reload_config=lambda: on_file.pop(0),
+    )
+    picked = []
+    clock.at(0.01, holder["ports"].feed, [0xB0, 91, 2])  # the third model, c.onnx
+    clock.at(0.1, service._reload)  # the same models: the pick stays
+    clock.at(0.15, lambda: picked.append((service.model_index, service.status()["model"])))
+    clock.at(0.2, service._reload)  # c.onnx is gone: back to the first
+    clock.at(0.25, lambda: picked.append((service.model_index, service.status()["model"])))
+    clock.at(0.3, service.stop)
+    assert service.run() == 0
+    assert picked == [(2, "c.onnx"), (0, "default")]
+    assert service.performer.gen is service.generators[0] and len(service.generators) == 2
 
 
 def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path, sock):

@@ -40,7 +40,7 @@ PITCH_GUARD_HELP = (
 ANCHOR_HELP = (
     "From this many events into the answer on, stay where the seed was: its own register, in chords a"
     " bass no higher than the seed's, and the pitch guard on; 64 is the value measured (0 = off, the"
-    " default: see the model card, 'Long answers'). Not with --voices/--low/--high."
+    " default: see the model card, 'Long answers'). --voices, --low or --high turn it off."
 )
 MEMORY_HELP = (
     "Weight of the piece's own memory: answer from what followed this context earlier in the seed and"

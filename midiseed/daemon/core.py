@@ -31,6 +31,11 @@ OFF, ON = 0, 1
 SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is further away than this
 # The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
 # ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
+# `continue` mode follows the phrase the recent chords make (`Performer._reseed`): a gap of more
+# than this many beats between onsets starts a new one; at most this many chords, as the voice
+# floor's window is 8 (runtime.sampling.VOICE_WINDOW) and a loop pattern is seldom longer.
+PHRASE_GAP_BEATS = 4
+FOLLOW_GROUPS = 16
 BUSY_TICK_SECONDS = 0.05
 IDLE_TICK_SECONDS = 1.0
 CHANNEL_MSG_LEN = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
@@ -111,6 +116,9 @@ class Performer:
         self.sounding_planned: set[int] = set()
         self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
         self.last_heard: list[int] = []  # for the live view
+        self.struck: list[
+            tuple[float, tuple[int, ...]]
+        ] = []  # continue: recent onsets (grid position, chord)
         self.steer = (cfg.voices, cfg.low, cfg.high)  # settable live by CC; 0 = follow the phrase heard
         self._apply_steering()
 
@@ -352,10 +360,22 @@ class Performer:
         log.info("heard a phrase of %d events; answering for %g beats", len(events), beats)
 
     def _reseed(self, pitches: list[int], velocity: int, pos: float) -> None:
+        """`continue` mode, a chord (or note) struck: the model reads it at once, and what the stream
+        follows (voices, register, note rate, loops allowed) is the phrase the recent chords make:
+        those since the last gap of more than PHRASE_GAP_BEATS, at most FOLLOW_GROUPS, each as long
+        as the gap to the next onset (at most the grid's longest event), the newest half a beat."""
         self.cancel()
-        self.gen.prime(
-            [Event(tuple(pitches), (False,) * len(pitches), max(1, self.grid.steps_per_beat // 2))]
-        )
+        spb = self.grid.steps_per_beat
+        if self.struck and pos - self.struck[-1][0] > PHRASE_GAP_BEATS * spb:
+            self.struck.clear()  # a new phrase
+        self.struck.append((pos, tuple(pitches)))
+        del self.struck[:-FOLLOW_GROUPS]
+        newest = Event(tuple(pitches), (False,) * len(pitches), max(1, spb // 2))
+        phrase = [
+            Event(chord, (False,) * len(chord), min(max(1, round(b - a)), self.grid.max_steps))
+            for (a, chord), (b, _) in itertools.pairwise(self.struck)
+        ]
+        self.gen.prime([newest], follow=[*phrase, newest])
         self._apply_steering()
         self.velocity = self.cfg.velocity or velocity or 80
         self.cursor = self._start_at(pos)
@@ -386,6 +406,7 @@ class Performer:
         """Cancel, forget what was heard, then note-offs and All Notes Off on every channel we used."""
         self.listener.held.clear()
         self.listener.take_phrase()
+        self.struck.clear()
         self.plan.clear()
         self.cursor = self.end = None
         self.sounding_planned = set()

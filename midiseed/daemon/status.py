@@ -53,7 +53,9 @@ def snapshot(performer, tempo, stats: Stats, uptime_s: float, model: str) -> dic
     The socket's thread calls it while the main thread plays: every container is copied in one C
     call (list(), sorted()) under the GIL before Python iterates over it."""
     steps = sorted(stats.step_times)
-    decoding = performer.gen.decoding  # one frozen object, set whole by the main thread
+    gen = performer.gen
+    decoding = gen.decoding  # frozen objects, each set whole by the main thread
+    in_force, anchored = gen.in_force, gen.anchoring
 
     def pct(q: float) -> float:
         return round(steps[min(len(steps) - 1, int(len(steps) * q))] * 1000, 3) if steps else 0.0
@@ -81,7 +83,14 @@ def snapshot(performer, tempo, stats: Stats, uptime_s: float, model: str) -> dic
         "dropped_by_reason": dropped,
         "event_ms_p50": pct(0.5),
         "event_ms_p99": pct(0.99),
-        "steering": dict(zip(STEERING, performer.steer, strict=True)),  # 0 = following the phrase
+        "steering": dict(zip(STEERING, performer.steer, strict=True)),  # as set: 0 = following the phrase
+        "in_force": {
+            "voices": in_force.voices,  # 0 = no cap
+            "low": in_force.low,
+            "high": in_force.high,
+            "bass": in_force.bass,  # 127 = no ceiling
+            "anchored": anchored,  # the anchor holds a long answer where the phrase was
+        },
         "decoding": {k: getattr(decoding, k) for k in LIVE_DECODING},
     }
 

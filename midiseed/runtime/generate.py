@@ -88,12 +88,14 @@ class Generator:
         """The steering the grammar enforces now."""
         if self._steering is not None:
             return self._steering
-        return self.anchored if self._long() else self.followed
+        return self.anchored if self.anchoring else self.followed
 
-    def _long(self) -> bool:
-        """Whether the answer has run `Decoding.anchor` events since the phrase it follows."""
+    @property
+    def anchoring(self) -> bool:
+        """Whether the anchor holds the answer now: it follows the phrase (no steering set by hand)
+        and has run `Decoding.anchor` events since it."""
         after = self.decoding.anchor
-        return bool(after) and self.answered >= after
+        return self._steering is None and bool(after) and self.answered >= after
 
     def reset(self) -> None:
         """Forget everything heard and played (a steering set by hand stays)."""
@@ -108,18 +110,21 @@ class Generator:
         self.pitch_allow: dict[int, int] = {}  # the same for its pitch content alone
         self.memory.reset()
 
-    def prime(self, events: Sequence[Event]) -> None:
+    def prime(self, events: Sequence[Event], follow: Sequence[Event] | None = None) -> None:
         """Read events (a seed phrase, or notes just played) in one call, on top of the current state.
-        A phrase with notes becomes the one followed when `steering` is None."""
+        A phrase with notes becomes the one followed when `steering` is None: `events` themselves,
+        or `follow` when given (`continue` mode reads each chord as it is struck, but follows the
+        phrase those chords make)."""
         tokens = self.codec.encode(events)
         if len(tokens) == 0:
             return
-        if any(ev.pitches for ev in events):
-            self.followed = Steering.follow(events, self.codec.grid.max_poly)
-            self.anchored = Steering.follow(events, self.codec.grid.max_poly, margin=0, anchor=True)
+        phrase = events if follow is None else follow
+        if any(ev.pitches for ev in phrase):
+            self.followed = Steering.follow(phrase, self.codec.grid.max_poly)
+            self.anchored = Steering.follow(phrase, self.codec.grid.max_poly, anchor=True)
             self.answered = 0
-            self.loop_allow = periodic_runs(events, self.decoding.loop_guard)
-            self.pitch_allow = periodic_runs([ev.pitches for ev in events], self.decoding.loop_guard)
+            self.loop_allow = periodic_runs(phrase, self.decoding.loop_guard)
+            self.pitch_allow = periodic_runs([ev.pitches for ev in phrase], self.decoding.loop_guard)
             self.grammar.steering = self.in_force
         logits, self.state = self.engine.run(tokens[None, :], self.state)
         self.logits = logits[0, -1]
@@ -155,7 +160,7 @@ class Generator:
         d = self.decoding
         refused: set[Event] = set()
         refused_pitches: set[tuple[int, ...]] = set()
-        voiced = (d.pitch_guard or self._long()) and self.in_force.least >= 2
+        voiced = (d.pitch_guard or self.anchoring) and self.in_force.least >= 2
         if d.loop_guard:
             refused = loop_refusals(self.events, d.loop_guard, self.loop_allow, d.loop_repeats)
             if voiced:

@@ -22,6 +22,10 @@ from midiseed.runtime.memory import MAX_MEMORY
 # repeated note still leaves an 11-semitone span to move in; but an answer an octave away (the
 # chorale model's bass line under a tune) is ruled out.
 FOLLOW_MARGIN = 5
+# The anchor's register (`Steering.follow(anchor=True)`) is the phrase's own lowest..highest pitch,
+# widened to at least this span (never past FOLLOW_MARGIN): a phrase of one chord or one repeated
+# note (a key pressed in `continue` mode) must leave a line room to move.
+ANCHOR_SPAN = 12
 # The voice floor follows the texture the phrase ended with: the thinnest of its last this many
 # sounding events before the final one, a release left out. A madrigal's opening adds its voices
 # one entry at a time, so the whole phrase's thinnest moment (one voice) would floor nothing; and a
@@ -72,12 +76,13 @@ class Steering:
     ) -> Steering:
         """Steering that follows a phrase: as many voices as it sounds at once (at most `max_poly`),
         and no fewer than the thinnest of its last `VOICE_WINDOW` sounding events before the final
-        one and its release (`_texture`); its lowest..highest pitch widened by `margin` semitones;
-        with `anchor`, and two voices or more, a bass ceiling at the highest lowest note of those
-        same events; chords struck as thick as its thinnest onset (a floor only when every
-        onset struck two notes or more); and events that strike no shorter than its shortest such
-        event (its last event left out: a phrase heard live ends when the player lets go, not when
-        the beat does). A phrase with no notes steers nothing."""
+        one and its release (`_texture`); its lowest..highest pitch widened by `margin` semitones
+        (with `anchor`, only as far as `ANCHOR_SPAN` asks, and with two voices or more a bass
+        ceiling at the highest lowest note of those same events); chords struck as thick as its
+        thinnest onset (a floor only when every onset struck two notes or more); and events that
+        strike no shorter than its shortest such event (its last event left out: a phrase heard
+        live ends when the player lets go, not when the beat does). A phrase with no notes steers
+        nothing."""
         events = list(events)
         most, fewest, low, high = 0, 128, 128, -1
         for ev in events:
@@ -93,6 +98,8 @@ class Steering:
         strikes = [ev.steps for ev in events[:-1] if False in ev.held]
         texture = _texture(events)
         least = min(len(ev.pitches) for ev in texture)
+        if anchor:
+            margin = min(margin, max(0, -(-(ANCHOR_SPAN - (high - low)) // 2)))
         return cls(
             voices,
             max(0, low - margin),
@@ -137,7 +144,7 @@ MAX_LOOP_GUARD = 64
 # events answering validation seeds, a chorale's bass climbs 19 semitones and its voices thin to
 # x0.69, a madrigal's and a motet's bass climbs 17, and an Essen tune rises 7. From `anchor`
 # events into an answer that follows the phrase heard, the answer is held where the phrase was: its
-# own lowest..highest pitch (no FOLLOW_MARGIN), in polyphony an event's lowest note no higher than
+# own lowest..highest pitch (widened only to ANCHOR_SPAN), in polyphony an event's lowest note no higher than
 # the phrase's bass went (`Steering.bass`), and the pitch guard on. Measured on validation
 # (models/MODEL_CARD.md, "Long answers"); an option, off by default.
 MAX_ANCHOR = 1024
