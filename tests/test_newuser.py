@@ -113,3 +113,19 @@ def test_answer_part_cuts_an_event_that_straddles_the_seed_end():
     answer = newuser.answer_part(whole, 7)
     assert answer == [Event((62, 65), (True, True), 3), Event((), (), 2)]
     assert newuser.answer_part(whole, 4) == whole[1:]
+
+
+def test_live_plays_each_seed_into_continue_mode_and_measures_what_it_streams(tiny_onnx, capsys):
+    """--live: the seeds played note by note into the daemon's Performer in continue mode; the same
+    seed figures as the files give, and the first 64 events streamed after the last note."""
+    assert newuser.main(["--model", str(tiny_onnx[0]), "--live", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["seed"] for r in rows] == list(KEYS)
+    by_name = {r["seed"]: r for r in rows}
+    for name, beats in MEDIAN_IOI.items():
+        assert by_name[name]["seed_median_ioi_beats"] == beats, name
+        assert str(by_name[name]["seed_key"]) == KEYS[name]
+    for r in rows:
+        assert r["answer_events"] == 64 and r["verdict"].startswith(("keeps", "fails"))
+    live = newuser.play_live(str(tiny_onnx[0]), newuser.parse_seed_notes("C4+E4+G4:2 F4+A4+C5:2", 4), 120)
+    assert len(live) == 64 and any(ev.pitches for ev in live)

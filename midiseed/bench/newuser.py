@@ -12,7 +12,11 @@ A seed keeps its texture, note rate and key when texture x <= 1.3, rhythm x <= 1
 one note repeated keeps all three measures, and no musician would call it keeping the tune. It is a
 measurement, not a test: the exit status is 0 whatever the verdicts.
 
-    python -m midiseed.bench.newuser [--model PATH_OR_NAME] [--out DIR] [--json]
+    python -m midiseed.bench.newuser [--model PATH_OR_NAME] [--out DIR] [--json] [--live]
+
+`--live` tries `continue` mode instead: each seed played note by note, at its tempo, into the
+daemon's own Performer (made-up time, the real model, the served decoding), and the first 64 events
+it streams after the last note measured the same way.
 """
 
 from __future__ import annotations
@@ -125,6 +129,16 @@ def measure(seed: Path, answer_file: Path, grid: Grid) -> dict:
     """One row: the seed's and the answer's texture and note rate, the factors, key and verdict."""
     seed_ev = read_events(seed, grid)
     answer = answer_part(read_events(answer_file, grid), sum(ev.steps for ev in seed_ev))
+    return {
+        **judge(seed_ev, answer, grid),
+        "seed": seed.stem,
+        "seed_file": str(seed),
+        "answer_file": str(answer_file),
+    }
+
+
+def judge(seed_ev: list[Event], answer: list[Event], grid: Grid) -> dict:
+    """The measures and verdict of one answer to one seed (events on `grid`)."""
     row = compare(seed_ev, answer)
     gap_seed, gap_answer = median_gap(seed_ev), median_gap(answer)
     key = find_key(seed_ev)
@@ -141,9 +155,6 @@ def measure(seed: Path, answer_file: Path, grid: Grid) -> dict:
         if not ok
     ]
     return {
-        "seed": seed.stem,
-        "seed_file": str(seed),
-        "answer_file": str(answer_file),
         "seed_events": len(seed_ev),
         "answer_events": len(answer),
         "seed_notes_per_onset": notes_per_onset(seed_ev),
@@ -177,6 +188,60 @@ def run(out: Path, model: str | None = None, options: Sequence[str] = ()) -> lis
         answer = out / f"{name}.answer.mid"
         generate(seed, answer, len(read_events(seed, grid)), model, options)
         rows.append(measure(seed, answer, grid))
+    return rows
+
+
+def play_live(model: str | None, seed_ev: list[Event], bpm: float, events: int = 64) -> list[Event]:
+    """`continue` mode as a player meets it: the seed played note by note at `bpm` into the daemon's
+    Performer (the real model and the decoding `serve` uses, on made-up time: no ports, no sleeps),
+    each note held for 90% of its length; returns the first `events` events the stream plays after
+    the last note is let go."""
+    from dataclasses import replace
+
+    from midiseed.daemon.config import Config
+    from midiseed.daemon.core import Performer
+    from midiseed.daemon.service import Service
+    from midiseed.daemon.tempo import InternalTempo
+
+    cfg = replace(Config(), model=model or "", mode="continue", bpm=bpm, realtime=False)
+    gen = Service._generator(cfg)
+    perf = Performer(cfg, gen, InternalTempo(bpm, gen.codec.grid.steps_per_beat, 0.0), lambda m: None)
+    step = 60 / bpm / SEED_GRID.steps_per_beat
+    plan, t = [], 0.1
+    for ev in seed_ev:
+        for pitch in ev.pitches:
+            plan += [(t, 1, [0x90, pitch, 90]), (t + 0.9 * ev.steps * step, 0, [0x80, pitch, 0])]
+        t += ev.steps * step
+    plan.sort()  # offs before ons at the same time
+    played: list[Event] = []
+    choose = gen.next_event
+
+    def next_event(require_notes: bool = False) -> Event:
+        played.append(choose(require_notes=require_notes))
+        return played[-1]
+
+    gen.next_event = next_event
+    now, i, start = 0.0, 0, None
+    while start is None or len(played) < start + events:
+        now = round(now + 0.001, 6)
+        while i < len(plan) and plan[i][0] <= now:
+            perf.handle(plan[i][2], plan[i][0])
+            i += 1
+        perf.tick(now)
+        if start is None and i == len(plan) and now > plan[-1][0] + 0.1:
+            start = len(played)  # what was planned before this came from the last chord heard
+    return played[start : start + events]
+
+
+def run_live(model: str | None = None) -> list[dict]:
+    """Each seed played live into `continue` mode (`play_live`), its stream measured as an answer."""
+    from midiseed.runtime.engine import read_info
+
+    grid = read_info(model).codec.grid
+    rows = []
+    for name, bpm, text in SEEDS:
+        seed_ev = parse_seed_notes(text, SEED_GRID.steps_per_beat)
+        rows.append({"seed": name, **judge(seed_ev, play_live(model, seed_ev, bpm), grid)})
     return rows
 
 
@@ -222,14 +287,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="OPTION",
         help="an option passed on to midiseed generate, e.g. --generate=--pitch-guard (repeatable)",
     )
+    ap.add_argument(
+        "--live",
+        action="store_true",
+        help="play each seed note by note into continue mode (the daemon's Performer, made-up time) and"
+        " measure the first 64 events it streams after the last note, instead of midiseed generate",
+    )
     args = ap.parse_args(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="midiseed-newuser-"))
-    rows = run(out, args.model, args.generate)
+    if args.live:
+        rows = run_live(args.model)
+        where = f"played live into continue mode (model: {args.model or 'shipped default'}).\n"
+    else:
+        out = args.out or Path(tempfile.mkdtemp(prefix="midiseed-newuser-"))
+        rows = run(out, args.model, args.generate)
+        where = f"Seeds and answers in {out} (model: {args.model or 'shipped default'}"
+        where += f"; generate {' '.join(args.generate)}).\n" if args.generate else ").\n"
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"Seeds and answers in {out} (model: {args.model or 'shipped default'}", end="")
-        print(f"; generate {' '.join(args.generate)}).\n" if args.generate else ").\n")
+        print(where if not args.live else "Seeds " + where)
         print(format_table(rows), end="")
     return 0
 
