@@ -203,14 +203,67 @@ def test_continue_mode_follows_the_phrase_the_recent_chords_make_not_the_last_ke
     assert [ev.pitches for ev in rig.gen.primed[-1]] == [(74,)]  # the model reads the newest note
     phrase = rig.gen.followed_phrases[-1]  # and follows the four as a phrase, by their onsets
     assert [(ev.pitches, ev.steps) for ev in phrase] == [((62,), 2), ((66,), 2), ((69,), 4), ((74,), 2)]
-    rig.at(4.0, [0x90, 60, 90])  # after more than four beats: a new phrase
-    rig.advance(4.1)
+    rig.at(6.0, [0x90, 60, 90])  # after more than eight beats: a new phrase
+    rig.advance(6.1)
     assert [ev.pitches for ev in rig.gen.followed_phrases[-1]] == [(60,)]
-    rig.at(4.2, [0xB0, 86, 0])  # respond and back: forgotten
-    rig.at(4.3, [0xB0, 86, 127])
-    rig.at(4.4, [0x90, 64, 90])
-    rig.advance(4.5)
+    rig.at(6.2, [0xB0, 86, 0])  # respond and back: forgotten
+    rig.at(6.3, [0xB0, 86, 127])
+    rig.at(6.4, [0x90, 64, 90])
+    rig.advance(6.5)
     assert [ev.pitches for ev in rig.gen.followed_phrases[-1]] == [(64,)]
+
+
+def test_continue_mode_keeps_a_chord_a_bar_as_one_phrase_whatever_the_timing():
+    rig = Rig(mode="continue")
+    jitter = [0.0, 0.012, -0.009, 0.02, -0.015, 0.004]  # a player's timing, in seconds
+    for i, dt in enumerate(jitter):  # a chord every four beats (2 s at 120 bpm)
+        t = 2.0 * i + 0.1 + dt
+        rig.at(t, [0x90, 48, 90], [0x90, 64, 90])
+        rig.at(t + 1.8, [0x80, 48, 0], [0x80, 64, 0])
+    rig.advance(12.5)
+    phrase = rig.gen.followed_phrases[-1]
+    assert len(phrase) == 6 and [ev.steps for ev in phrase[:-1]] == [16] * 5  # a bar each, capped
+
+
+def test_continue_mode_counts_from_when_the_chord_was_struck_not_when_it_was_read():
+    rig = Rig(mode="continue")
+    for t in (0.0, 0.25, 0.5):  # eighths at 120 bpm: 2 steps apart
+        rig.at(t, [0x90, 60 + int(t * 8), 90])
+        rig.at(t + 0.2, [0x80, 60 + int(t * 8), 0])
+    rig.perf.handle([0x90, 72, 90], 0.75)  # struck on time, but the loop comes back 100 ms late
+    rig.perf.tick(0.85)
+    assert [ev.steps for ev in rig.gen.followed_phrases[-1]] == [2, 2, 2, 2]
+
+
+def test_continue_mode_starts_a_new_phrase_when_the_clock_stands_still_or_jumps_back():
+    rig = Rig(clock="midi", mode="continue")
+    rig.at(0.0, [0xF2, 8, 0])  # Song Position, transport stopped: the position stands still
+    for t in (0.1, 0.6, 1.1):
+        rig.at(t, [0x90, 60, 90])
+        rig.at(t + 0.2, [0x80, 60, 0])
+        assert len(rig.gen.followed_phrases[-1]) == 1  # no made-up one-step gaps between them
+
+
+def test_continue_mode_streams_again_right_after_a_daw_start_even_from_a_chord_struck_while_stopped():
+    """The chord struck while the DAW is stopped plans the stream from the stopped song position;
+    Start sets the position back to 0, so that plan would wait 16 beats. The stream goes on at once."""
+    rig = Rig(clock="midi", mode="continue")
+    pulse = 60 / (120 * 24)
+    t = 0.0
+    rig.at(t, [0xFA])
+    for _ in range(24 * 16):  # 16 beats running
+        rig.at(t, [0xF8])
+        t += pulse
+    rig.at(t, [0xFC])  # Stop: all notes off
+    rig.at(t + 1.0, [0x90, 60, 90])  # a chord struck while stopped
+    rig.at(t + 1.2, [0x80, 60, 0])
+    t += 2.0
+    rig.at(t, [0xFA])  # Start: the position starts again at 0
+    before = len(rig.ons())
+    for _ in range(24 * 2):  # two beats
+        t += pulse
+        rig.at(t, [0xF8])
+    assert len(rig.ons()) > before
 
 
 def test_midi_clock_drives_the_answer_and_stop_ends_every_note():

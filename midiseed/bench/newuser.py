@@ -194,8 +194,8 @@ def run(out: Path, model: str | None = None, options: Sequence[str] = ()) -> lis
 def play_live(model: str | None, seed_ev: list[Event], bpm: float, events: int = 64) -> list[Event]:
     """`continue` mode as a player meets it: the seed played note by note at `bpm` into the daemon's
     Performer (the real model and the decoding `serve` uses, on made-up time: no ports, no sleeps),
-    each note held for 90% of its length; returns the first `events` events the stream plays after
-    the last note is let go."""
+    each note held for 90% of its length; returns the first `events` events the stream plays from
+    the last chord struck on (what it planned after reading that chord)."""
     from dataclasses import replace
 
     from midiseed.daemon.config import Config
@@ -206,30 +206,39 @@ def play_live(model: str | None, seed_ev: list[Event], bpm: float, events: int =
     cfg = replace(Config(), model=model or "", mode="continue", bpm=bpm, realtime=False)
     gen = Service._generator(cfg)
     perf = Performer(cfg, gen, InternalTempo(bpm, gen.codec.grid.steps_per_beat, 0.0), lambda m: None)
-    step = 60 / bpm / SEED_GRID.steps_per_beat
+    step = 60 / bpm / gen.codec.grid.steps_per_beat
     plan, t = [], 0.1
     for ev in seed_ev:
         for pitch in ev.pitches:
             plan += [(t, 1, [0x90, pitch, 90]), (t + 0.9 * ev.steps * step, 0, [0x80, pitch, 0])]
         t += ev.steps * step
     plan.sort()  # offs before ons at the same time
+    chords = sum(1 for ev in seed_ev if ev.pitches)  # each one a group the Performer reads
     played: list[Event] = []
-    choose = gen.next_event
+    marks: list[int] = []  # len(played) at each chord read
+    choose, read = gen.next_event, gen.prime
 
     def next_event(require_notes: bool = False) -> Event:
         played.append(choose(require_notes=require_notes))
         return played[-1]
 
-    gen.next_event = next_event
-    now, i, start = 0.0, 0, None
-    while start is None or len(played) < start + events:
+    def prime(events_read, follow=None) -> None:
+        marks.append(len(played))
+        read(events_read, follow=follow)
+
+    gen.next_event, gen.prime = next_event, prime
+    now, i = 0.0, 0
+    while len(marks) < chords or len(played) < marks[-1] + events:
         now = round(now + 0.001, 6)
+        if now > t + 600:
+            raise RuntimeError(
+                f"continue mode read {len(marks)} of {chords} chords and streamed {len(played)} events"
+            )
         while i < len(plan) and plan[i][0] <= now:
             perf.handle(plan[i][2], plan[i][0])
             i += 1
         perf.tick(now)
-        if start is None and i == len(plan) and now > plan[-1][0] + 0.1:
-            start = len(played)  # what was planned before this came from the last chord heard
+    start = marks[chords - 1]  # what was planned before came from the chords before the last
     return played[start : start + events]
 
 
@@ -240,7 +249,7 @@ def run_live(model: str | None = None) -> list[dict]:
     grid = read_info(model).codec.grid
     rows = []
     for name, bpm, text in SEEDS:
-        seed_ev = parse_seed_notes(text, SEED_GRID.steps_per_beat)
+        seed_ev = parse_seed_notes(text, grid.steps_per_beat)
         rows.append({"seed": name, **judge(seed_ev, play_live(model, seed_ev, bpm), grid)})
     return rows
 
@@ -294,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         " measure the first 64 events it streams after the last note, instead of midiseed generate",
     )
     args = ap.parse_args(argv)
+    if args.live and (args.generate or args.out):
+        ap.error("--live plays into the daemon's Performer: it takes no --generate and writes no --out")
     if args.live:
         rows = run_live(args.model)
         where = f"played live into continue mode (model: {args.model or 'shipped default'}).\n"

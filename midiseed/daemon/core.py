@@ -32,9 +32,10 @@ SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is furt
 # The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
 # ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
 # `continue` mode follows the phrase the recent chords make (`Performer._reseed`): a gap of more
-# than this many beats between onsets starts a new one; at most this many chords, as the voice
-# floor's window is 8 (runtime.sampling.VOICE_WINDOW) and a loop pattern is seldom longer.
-PHRASE_GAP_BEATS = 4
+# than this many beats between onsets (half a beat's leeway for the player's timing) starts a new
+# one, so a chord a bar in 4/4 or every two bars stays one phrase; at most this many chords, as the
+# voice floor's window is 8 (runtime.sampling.VOICE_WINDOW) and a loop pattern is seldom longer.
+PHRASE_GAP_BEATS = 8
 FOLLOW_GROUPS = 16
 BUSY_TICK_SECONDS = 0.05
 IDLE_TICK_SECONDS = 1.0
@@ -166,6 +167,15 @@ class Performer:
             self.panic()
         elif change:
             log.info("transport %s", change)
+            self.struck.clear()  # the position jumps: gaps across it mean nothing
+        if kind in ("start", "songpos") and (self.cursor is not None or self.plan):
+            # the song position starts again (or moves): what was planned on the old one would wait
+            # for positions that now come at another time, or never. A stream goes on from here; an
+            # answer to a call heard before the jump is dropped.
+            self.cancel()
+            if self.mode == "continue":
+                self.cursor = self._start_at(self.tempo.position(t))
+                self.rest_steps = None
 
     def _control(self, control: int, value: int, t: float, pos: float) -> Command | None:
         cfg = self.cfg
@@ -266,7 +276,7 @@ class Performer:
         else:
             group = self.listener.take_group(t)
             if group is not None:
-                self._reseed(group[0], group[1], pos)
+                self._reseed(*group, pos)
         self._send_due(pos)
         if self._plan_ahead(t, pos):
             # what was just planned may be due already (an answer starting now, or a note that fell
@@ -359,16 +369,18 @@ class Performer:
         self.stats["answers"] += 1
         log.info("heard a phrase of %d events; answering for %g beats", len(events), beats)
 
-    def _reseed(self, pitches: list[int], velocity: int, pos: float) -> None:
-        """`continue` mode, a chord (or note) struck: the model reads it at once, and what the stream
-        follows (voices, register, note rate, loops allowed) is the phrase the recent chords make:
-        those since the last gap of more than PHRASE_GAP_BEATS, at most FOLLOW_GROUPS, each as long
-        as the gap to the next onset (at most the grid's longest event), the newest half a beat."""
+    def _reseed(self, pitches: list[int], velocity: int, onset: float, pos: float) -> None:
+        """`continue` mode, a chord (or note) struck at grid position `onset`, taken at `pos`: the
+        model reads it at once, and what the stream follows (voices, register, note rate, loops
+        allowed) is the phrase the recent chords make: those since the last gap of more than
+        PHRASE_GAP_BEATS (or since time stood still or went back: a stopped or relocated MIDI
+        clock), at most FOLLOW_GROUPS, each as long as the gap to the next onset (at most the grid's
+        longest event), the newest half a beat."""
         self.cancel()
         spb = self.grid.steps_per_beat
-        if self.struck and pos - self.struck[-1][0] > PHRASE_GAP_BEATS * spb:
+        if self.struck and not 0.5 <= onset - self.struck[-1][0] <= (PHRASE_GAP_BEATS + 0.5) * spb:
             self.struck.clear()  # a new phrase
-        self.struck.append((pos, tuple(pitches)))
+        self.struck.append((onset, tuple(pitches)))
         del self.struck[:-FOLLOW_GROUPS]
         newest = Event(tuple(pitches), (False,) * len(pitches), max(1, spb // 2))
         phrase = [

@@ -95,8 +95,9 @@ class Listener:
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
 
-    def take_group(self, t: float) -> tuple[list[int], int] | None:
-        """Once the chord window has closed: the pitches struck together (for `continue` mode)."""
+    def take_group(self, t: float) -> tuple[list[int], int, float] | None:
+        """Once the chord window has closed: the pitches struck together (for `continue` mode), their
+        mean velocity and the grid position they were struck at."""
         g = self.group
         if g is None or g.taken or t - g.t < self.chord_seconds:
             return None
@@ -104,4 +105,4 @@ class Listener:
         velocities = [v for (_, p), (pos, v) in self.held.items() if p in g.pitches and pos == g.pos]
         velocities += [v for p, pos, _, v in self.finished if p in g.pitches and pos == g.pos]
         self.finished = [n for n in self.finished if n[1] >= g.pos]  # older notes are already fed
-        return sorted(set(g.pitches)), round(sum(velocities) / len(velocities)) if velocities else 0
+        return sorted(set(g.pitches)), round(sum(velocities) / len(velocities)) if velocities else 0, g.pos
