@@ -129,3 +129,6 @@ def test_live_plays_each_seed_into_continue_mode_and_measures_what_it_streams(ti
         assert r["answer_events"] == 64 and r["verdict"].startswith(("keeps", "fails"))
     live = newuser.play_live(str(tiny_onnx[0]), newuser.parse_seed_notes("C4+E4+G4:2 F4+A4+C5:2", 4), 120)
     assert len(live) == 64 and any(ev.pitches for ev in live)
+    with pytest.raises(SystemExit) as refused:  # nothing is written, and generate is not run
+        newuser.main(["--live", "--generate=--pitch-guard"])
+    assert refused.value.code == 2
