@@ -29,14 +29,14 @@ from midiseed.runtime.sampling import MAX_LOOP_GUARD
 log = logging.getLogger(__name__)
 OFF, ON = 0, 1
 SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is further away than this
-# The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
-# ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
 # `continue` mode follows the phrase the recent chords make (`Performer._reseed`): a gap of more
 # than this many beats between onsets (half a beat's leeway for the player's timing) starts a new
 # one, so a chord a bar in 4/4 or every two bars stays one phrase; at most this many chords, as the
 # voice floor's window is 8 (runtime.sampling.VOICE_WINDOW) and a loop pattern is seldom longer.
 PHRASE_GAP_BEATS = 8
 FOLLOW_GROUPS = 16
+# The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
+# ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
 BUSY_TICK_SECONDS = 0.05
 IDLE_TICK_SECONDS = 1.0
 CHANNEL_MSG_LEN = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
@@ -117,9 +117,8 @@ class Performer:
         self.sounding_planned: set[int] = set()
         self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
         self.last_heard: list[int] = []  # for the live view
-        self.struck: list[
-            tuple[float, tuple[int, ...]]
-        ] = []  # continue: recent onsets (grid position, chord)
+        # continue mode: the recent chords struck, as (grid position of the onset, pitches)
+        self.struck: list[tuple[float, tuple[int, ...]]] = []
         self.steer = (cfg.voices, cfg.low, cfg.high)  # settable live by CC; 0 = follow the phrase heard
         self._apply_steering()
 
