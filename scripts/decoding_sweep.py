@@ -1,7 +1,7 @@
 """How the served decoding was chosen: the "follows the seed" table on the validation split, per setting.
 
-    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS] [SPLIT] [PER_PIECE]
-        (defaults: the shipped model, 50, validation, 1)
+    python scripts/decoding_sweep.py SWEEP [MODEL] [SEEDS] [SPLIT] [PER_PIECE] [MODE]
+        (defaults: the shipped model, 50, validation, 1, respond)
 
 SWEEP is `loop_guard` (how the loop guard was chosen), `memory` (with and without the piece's
 memory, on top of the guard) or `pitch_guard` (with and without the pitch guard). Needs
@@ -10,7 +10,9 @@ Prints, per setting, how many collections with at least 7 seeds meet each goal o
 served answers (following the seed's voices and register), then the table itself. SPLIT `test`
 reports a choice already made; choices are made on validation. PER_PIECE above 1 lets a collection
 with fewer pieces than SEEDS take up to that many seeds from each piece (`follow_table`'s
-`per_piece`): a median over 9 madrigals then rests on more than 9 answers.
+`per_piece`): a median over 9 madrigals then rests on more than 9 answers. MODE `continue` plays
+each seed note by note into the daemon's Performer in continue mode instead, and measures what it
+streams from the last chord on (`midiseed.bench.stream`; about 4 times slower).
 """
 
 import sys
@@ -61,12 +63,15 @@ def goals(table: dict) -> dict:
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in SWEEPS:
-        sys.exit(f"usage: decoding_sweep.py {{{'|'.join(SWEEPS)}}} [MODEL] [SEEDS] [SPLIT]")
+        sys.exit(
+            f"usage: decoding_sweep.py {{{'|'.join(SWEEPS)}}} [MODEL] [SEEDS] [SPLIT] [PER_PIECE] [MODE]"
+        )
     settings = SWEEPS[sys.argv[1]]
     model = Path(sys.argv[2]) if len(sys.argv) > 2 else None
     seeds = int(sys.argv[3]) if len(sys.argv) > 3 else 50
     split = sys.argv[4] if len(sys.argv) > 4 else "validation"
     per_piece = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    live = (sys.argv[6] if len(sys.argv) > 6 else "respond") == "continue"
     engine = Engine(model, provider="cpu")
     corpus = load_corpus(Path("data/music21"), engine.codec.grid)
     _, files, _ = choose_split(engine.info.meta, corpus.files, split)
@@ -77,7 +82,7 @@ def main() -> None:
     tables = {}
     for name, decoding in settings.items():
         served = {"served": (None, decoding)}
-        tables[name] = follow_table(engine, pieces, seeds, sources=served, per_piece=per_piece)
+        tables[name] = follow_table(engine, pieces, seeds, sources=served, per_piece=per_piece, live=live)
         counted = sum(e["served"]["seeds"] >= MIN_SEEDS for e in tables[name].values())
         print(f"{name}: goals met in {counted} collections: {goals(tables[name])}", flush=True)
     for name, table in tables.items():

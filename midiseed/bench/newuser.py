@@ -192,54 +192,17 @@ def run(out: Path, model: str | None = None, options: Sequence[str] = ()) -> lis
 
 
 def play_live(model: str | None, seed_ev: list[Event], bpm: float, events: int = 64) -> list[Event]:
-    """`continue` mode as a player meets it: the seed played note by note at `bpm` into the daemon's
-    Performer (the real model and the decoding `serve` uses, on made-up time: no ports, no sleeps),
-    each note held for 90% of its length; returns the first `events` events the stream plays from
-    the last chord struck on (what it planned after reading that chord)."""
+    """`continue` mode as a player meets it (`midiseed.bench.stream.stream_live`): the seed played
+    note by note at `bpm` into the daemon's Performer, with the model and the decoding `serve` uses;
+    the first `events` events it streams from the last chord read on."""
     from dataclasses import replace
 
+    from midiseed.bench.stream import stream_live
     from midiseed.daemon.config import Config
-    from midiseed.daemon.core import Performer
     from midiseed.daemon.service import Service
-    from midiseed.daemon.tempo import InternalTempo
 
-    cfg = replace(Config(), model=model or "", mode="continue", bpm=bpm, realtime=False)
-    gen = Service._generator(cfg)
-    perf = Performer(cfg, gen, InternalTempo(bpm, gen.codec.grid.steps_per_beat, 0.0), lambda m: None)
-    step = 60 / bpm / gen.codec.grid.steps_per_beat
-    plan, t = [], 0.1
-    for ev in seed_ev:
-        for pitch in ev.pitches:
-            plan += [(t, 1, [0x90, pitch, 90]), (t + 0.9 * ev.steps * step, 0, [0x80, pitch, 0])]
-        t += ev.steps * step
-    plan.sort()  # offs before ons at the same time
-    chords = sum(1 for ev in seed_ev if ev.pitches)  # each one a group the Performer reads
-    played: list[Event] = []
-    marks: list[int] = []  # len(played) at each chord read
-    choose, read = gen.next_event, gen.prime
-
-    def next_event(require_notes: bool = False) -> Event:
-        played.append(choose(require_notes=require_notes))
-        return played[-1]
-
-    def prime(events_read, follow=None) -> None:
-        marks.append(len(played))
-        read(events_read, follow=follow)
-
-    gen.next_event, gen.prime = next_event, prime
-    now, i = 0.0, 0
-    while len(marks) < chords or len(played) < marks[-1] + events:
-        now = round(now + 0.001, 6)
-        if now > t + 600:
-            raise RuntimeError(
-                f"continue mode read {len(marks)} of {chords} chords and streamed {len(played)} events"
-            )
-        while i < len(plan) and plan[i][0] <= now:
-            perf.handle(plan[i][2], plan[i][0])
-            i += 1
-        perf.tick(now)
-    start = marks[chords - 1]  # what was planned before came from the chords before the last
-    return played[start : start + events]
+    gen = Service._generator(replace(Config(), model=model or "", realtime=False))
+    return stream_live(gen, seed_ev, events, bpm)
 
 
 def run_live(model: str | None = None) -> list[dict]:

@@ -160,6 +160,7 @@ def follow_table(
     answer_len: int = ANSWER_EVENTS,
     sources: dict[str, tuple[Steering | None, Decoding]] | None = None,
     per_piece: int = 1,
+    live: bool = False,
 ) -> dict:
     """Per collection: the following measures of greedy answers from each source (a steering and a
     decoding, `SOURCES` by default), and of the data.
@@ -168,7 +169,10 @@ def follow_table(
     of them (None: all), spread evenly over the list, give a seed each. With `per_piece` above 1, a
     collection with fewer pieces than `seeds` also takes seeds from later in its pieces (every
     seed_len + answer_len events, at most `per_piece` a piece), so that a median over a handful of
-    pieces rests on more than a handful of answers; collections with enough pieces are unchanged."""
+    pieces rests on more than a handful of answers; collections with enough pieces are unchanged.
+    With `live`, each seed is played note by note into the daemon's Performer in `continue` mode
+    instead (`midiseed.bench.stream.stream_live`; the sources must follow the seed, steering None),
+    and the answer is what it streams from the last chord on."""
     sources = SOURCES if sources is None else sources
     table: dict = {}
     for collection, plist in sorted(pieces.items()):
@@ -188,8 +192,15 @@ def follow_table(
             rows, loop_rows = [], []
             for piece, k in zip(usable, own_len):
                 gen = Generator(engine, decoding, steering=steering)
-                gen.prime(piece[:seed_len])
-                answer = gen.generate(answer_len)
+                if live:
+                    from midiseed.bench.stream import stream_live
+
+                    if steering is not None:
+                        raise ValueError(f"source {name!r}: a live stream follows the seed (steering None)")
+                    answer = stream_live(gen, piece[:seed_len], answer_len)
+                else:
+                    gen.prime(piece[:seed_len])
+                    answer = gen.generate(answer_len)
                 rows.append(compare(piece[:seed_len], answer))
                 if k >= MIN_CONTINUATION:
                     loop_rows.append(loops(answer[:k]))
