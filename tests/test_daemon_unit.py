@@ -456,3 +456,25 @@ def test_next_deadline_does_not_spin_for_a_note_waiting_for_its_clock_pulse():
     assert not rig.ons() and rig.perf.next_deadline(late) > late
     rig.at(late, [0xF8])
     assert rig.ons() == [(late, 60)]
+
+
+def test_continue_mode_serves_the_pitch_guard_by_default_and_each_mode_keeps_its_own(tmp_path):
+    from midiseed.daemon.config import load
+    from midiseed.daemon.service import Service
+
+    rig = Rig()  # respond, the file's defaults: pitch guard off for answers, on for the stream
+    assert not rig.gen.decoding.pitch_guard
+    rig.at(0.0, [0xB0, 86, 127])  # continue
+    assert rig.gen.decoding.pitch_guard
+    rig.at(0.1, [0xB0, 107, 0])  # off, by CC, for the stream playing
+    assert not rig.gen.decoding.pitch_guard
+    rig.at(0.2, [0xB0, 86, 0])  # respond: the file's setting for answers
+    assert not rig.gen.decoding.pitch_guard
+    rig.at(0.3, [0xB0, 86, 127])  # continue again: the file's setting for the stream
+    assert rig.gen.decoding.pitch_guard
+    conf = tmp_path / "config.toml"
+    conf.write_text("[performance]\nmode = 'continue'\n")
+    assert Service._generator(load(conf)).decoding.pitch_guard  # started in continue mode
+    conf.write_text("[performance]\nmode = 'continue'\n[decoding]\npitch_guard_continue = false\n")
+    assert not Service._generator(load(conf)).decoding.pitch_guard
+    assert not Service._generator(load(None)).decoding.pitch_guard  # respond

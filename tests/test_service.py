@@ -378,6 +378,42 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
     assert info["decoding"]["pitch_guard"] is True and info["decoding"]["temperature"] == 0.5
 
 
+def test_reload_in_continue_mode_keeps_the_stream_s_pitch_guard_as_the_file_or_the_player_set_it(sock):
+    from midiseed.daemon.config import file_pitch_guard
+    from midiseed.runtime.sampling import Decoding
+
+    def make_generator(cfg):  # the decoding as Service._generator makes it: the file's, for its mode
+        gen = FakeGenerator()
+        gen.decoding = Decoding(pitch_guard=file_pitch_guard(cfg, cfg.mode))
+        return gen
+
+    clock = FakeClock()
+    holder = {}
+
+    def open_ports(backend, wake):
+        holder["ports"] = FakePorts(clock, wake)
+        return holder["ports"]
+
+    base = replace(Config(), realtime=False, status_socket=sock)
+    service = Service(
+        base,
+        clock=clock,
+        open_ports=open_ports,
+        make_generator=make_generator,
+        reload_config=lambda: replace(base, bpm=150),
+    )
+    states = []
+    clock.at(0.01, holder["ports"].feed, [0xB0, 86, 127])  # continue: the stream's pitch guard, on
+    clock.at(0.05, service._reload)  # the new generator comes from the file, the mode stays live
+    clock.at(0.1, lambda: states.append(service.performer.gen.decoding.pitch_guard))
+    clock.at(0.15, holder["ports"].feed, [0xB0, 107, 0])  # the player turns it off
+    clock.at(0.2, service._reload)
+    clock.at(0.25, lambda: states.append(service.performer.gen.decoding.pitch_guard))
+    clock.at(0.3, service.stop)
+    assert service.run() == 0
+    assert states == [True, False] and service.performer.mode == "continue"
+
+
 def test_reload_keeps_the_model_picked_only_while_the_file_lists_the_same_models(sock):
     clock = FakeClock()
     holder = {}

@@ -201,7 +201,7 @@ def play_live(model: str | None, seed_ev: list[Event], bpm: float, events: int =
     from midiseed.daemon.config import Config
     from midiseed.daemon.service import Service
 
-    gen = Service._generator(replace(Config(), model=model or "", realtime=False))
+    gen = Service._generator(replace(Config(), model=model or "", mode="continue", realtime=False))
     return stream_live(gen, seed_ev, events, bpm)
 
 

@@ -57,7 +57,8 @@ class Config:
     no_repeat: int = 0
     loop_guard: int = 32  # no pattern of up to this many events plays 1.5 times in a row (0 = off)
     memory: float = 0.0  # weight of the piece's own memory (midiseed.runtime.memory; 0 = off)
-    pitch_guard: bool = False  # in two voices or more, the loop guard also hears chords cycling
+    pitch_guard: bool = False  # respond answers: in two voices or more, the loop guard hears chords cycling
+    pitch_guard_continue: bool = True  # the same for continue mode's stream
     anchor: int = 0  # events into an answer after which it stays where the phrase was (0 = off)
     random_seed: int = 0
     # [cc]  controller numbers on the input; 0 = not used
@@ -108,6 +109,7 @@ SECTIONS = {
         "loop_guard",
         "memory",
         "pitch_guard",
+        "pitch_guard_continue",
         "anchor",
         "random_seed",
     ],
@@ -140,6 +142,14 @@ LIVE_DECODING = (
     "pitch_guard",
     "anchor",
 )  # by CC
+
+
+def file_pitch_guard(cfg: Config, mode: str) -> bool:
+    """The pitch guard the config asks for in `mode`: `pitch_guard` for respond answers,
+    `pitch_guard_continue` for continue mode's stream."""
+    return cfg.pitch_guard_continue if mode == "continue" else cfg.pitch_guard
+
+
 CHOICES = {
     "provider": ("auto", "cpu", "cuda"),
     "backend": ("auto", "alsa", "jack", "coremidi", "windows"),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from midiseed.daemon.config import LIVE_DECODING, STEERING, Config
+from midiseed.daemon.config import LIVE_DECODING, STEERING, Config, file_pitch_guard
 from midiseed.daemon.listener import Listener
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
@@ -190,6 +190,8 @@ class Performer:
                 self.panic()
                 self.mode = mode
                 self.listener.take_phrase()
+                if self.gen.decoding.pitch_guard != file_pitch_guard(cfg, mode):  # each mode its own
+                    self._decoding(pitch_guard=file_pitch_guard(cfg, mode))
         elif control == cfg.reload_cc and value >= 64:
             log.info("reload asked by CC %d", control)
             return RELOAD
@@ -241,14 +243,21 @@ class Performer:
         decoding) stays, unless the re-read config changed that very setting: then the file wins.
         Returns the names of the settings kept."""
         was, now = old.cfg, self.cfg
+        playing = old.gen.decoding  # read first: a reload with an unchanged file reuses the generator
+
+        def file(cfg: Config, name: str, mode: str):  # what the file asks for in that mode
+            return file_pitch_guard(cfg, mode) if name == "pitch_guard" else getattr(cfg, name)
 
         def live(name: str, value) -> bool:  # moved away from the file by CC, and the file kept it
-            return value != getattr(was, name) and getattr(now, name) == getattr(was, name)
+            then = file(was, name, old.mode)
+            return value != then and file(now, name, self.mode) == then
 
         kept = []
         if live("mode", old.mode):
             self.mode = old.mode
             kept.append("mode")
+        if self.gen.decoding.pitch_guard != file_pitch_guard(now, self.mode):  # the file's, for this mode
+            self._decoding(pitch_guard=file_pitch_guard(now, self.mode))
         steer = list(self.steer)
         for i, name in enumerate(STEERING):
             if live(name, old.steer[i]):
@@ -256,7 +265,6 @@ class Performer:
                 kept.append(name)
         self.steer = (steer[0], steer[1], steer[2])
         self._apply_steering()
-        playing = old.gen.decoding
         change = {n: getattr(playing, n) for n in LIVE_DECODING if live(n, getattr(playing, n))}
         if change:
             self._decoding(**change)

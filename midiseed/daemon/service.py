@@ -22,7 +22,7 @@ from pathlib import Path
 
 from midiseed.daemon import jackports
 from midiseed.daemon.clock import Clock, SystemClock
-from midiseed.daemon.config import Config
+from midiseed.daemon.config import Config, file_pitch_guard
 from midiseed.daemon.core import Command, Performer
 from midiseed.daemon.ports import Ports, choose_backend
 from midiseed.daemon.recorder import Recorder
@@ -142,7 +142,7 @@ class Service:
             cfg.no_repeat,
             loop_guard=cfg.loop_guard,
             memory=cfg.memory,
-            pitch_guard=cfg.pitch_guard,
+            pitch_guard=file_pitch_guard(cfg, cfg.mode),
             anchor=cfg.anchor,
         )
         return Generator(engine, decoding, seed=cfg.random_seed)
