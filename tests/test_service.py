@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from midiseed.daemon.config import Config
+from midiseed.daemon.config import Config, file_pitch_guard
 from midiseed.daemon.service import FLUSH_SECONDS, SPIN_SECONDS, Service
 from tests.test_daemon_unit import FakeGenerator
 
@@ -325,9 +325,11 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
     setting the re-read file itself changed takes the file's value."""
     made = []
 
-    def make_generator(cfg):
+    def make_generator(cfg):  # the decoding as Service._generator makes it from the file
         gen = FakeGenerator()
-        gen.decoding = replace(gen.decoding, temperature=cfg.temperature, pitch_guard=cfg.pitch_guard)
+        gen.decoding = replace(
+            gen.decoding, temperature=cfg.temperature, pitch_guard=file_pitch_guard(cfg, cfg.mode)
+        )
         made.append(gen)
         return gen
 
@@ -347,7 +349,7 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
         make_generator=make_generator,
         reload_config=lambda: on_file.pop(0),
     )
-    for i, (cc, value) in enumerate([(91, 1), (86, 127), (102, 1), (103, 40), (87, 127), (107, 127)]):
+    for i, (cc, value) in enumerate([(91, 1), (86, 127), (102, 1), (103, 40), (87, 127), (107, 0)]):
         clock.at(0.01 * (i + 1), holder["ports"].feed, [0xB0, cc, value])
     clock.at(0.2, service._reload)  # the file changed the tempo and the temperature only
     clock.at(0.3, lambda: checks.append(state(service)))
@@ -369,13 +371,13 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
 
     assert service.run() == 0
     assert len(made) == 6  # two models loaded at start and at each reload
-    assert checks[0] == (1, True, "continue", (1, 40, 0), 0.5, True)
-    assert checks[1] == (1, True, "continue", (3, 40, 0), 0.5, True)
+    assert checks[0] == (1, True, "continue", (1, 40, 0), 0.5, False)  # the stream's guard, off by CC
+    assert checks[1] == (1, True, "continue", (3, 40, 0), 0.5, False)
     assert service.tempo.bpm == 150
     info = service.status()  # what `midiseed status --json` shows of them
     assert info["steering"] == {"voices": 3, "low": 40, "high": 0} and info["mode"] == "continue"
     assert info["in_force"] == {"voices": 3, "low": 40, "high": 127, "bass": 127, "anchored": False}
-    assert info["decoding"]["pitch_guard"] is True and info["decoding"]["temperature"] == 0.5
+    assert info["decoding"]["pitch_guard"] is False and info["decoding"]["temperature"] == 0.5
 
 
 def test_reload_in_continue_mode_keeps_the_stream_s_pitch_guard_as_the_file_or_the_player_set_it(sock):
@@ -412,6 +414,36 @@ def test_reload_in_continue_mode_keeps_the_stream_s_pitch_guard_as_the_file_or_t
     clock.at(0.3, service.stop)
     assert service.run() == 0
     assert states == [True, False] and service.performer.mode == "continue"
+
+
+def test_a_reload_that_changes_the_mode_gives_the_file_s_pitch_guard_for_the_new_mode(sock):
+    from midiseed.runtime.sampling import Decoding
+
+    def make_generator(cfg):
+        gen = FakeGenerator()
+        gen.decoding = Decoding(pitch_guard=file_pitch_guard(cfg, cfg.mode))
+        return gen
+
+    clock = FakeClock()
+    holder = {}
+
+    def open_ports(backend, wake):
+        holder["ports"] = FakePorts(clock, wake)
+        return holder["ports"]
+
+    base = replace(Config(), realtime=False, status_socket=sock, pitch_guard_continue=False)
+    service = Service(
+        base,
+        clock=clock,
+        open_ports=open_ports,
+        make_generator=make_generator,
+        reload_config=lambda: replace(base, mode="continue"),
+    )
+    clock.at(0.01, holder["ports"].feed, [0xB0, 107, 127])  # on, for respond's answers
+    clock.at(0.05, service._reload)  # the file moves to continue, whose pitch guard is off
+    clock.at(0.1, service.stop)
+    assert service.run() == 0
+    assert service.performer.mode == "continue" and not service.performer.gen.decoding.pitch_guard
 
 
 def test_reload_keeps_the_model_picked_only_while_the_file_lists_the_same_models(sock):

@@ -249,6 +249,8 @@ class Performer:
             return file_pitch_guard(cfg, mode) if name == "pitch_guard" else getattr(cfg, name)
 
         def live(name: str, value) -> bool:  # moved away from the file by CC, and the file kept it
+            if name == "pitch_guard" and self.mode != old.mode:
+                return False  # set by CC for the other mode: a mode change goes back to the file's
             then = file(was, name, old.mode)
             return value != then and file(now, name, self.mode) == then
 
