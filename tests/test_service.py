@@ -108,9 +108,10 @@ def sock(tmp_path):
     return str(tmp_path / "status.sock")  # never the socket of a daemon running on this machine
 
 
-def start(generator, sock: str, **cfg) -> tuple[Service, FakePorts, FakeClock]:
+def start(generator, sock: str, make_generator=None, **cfg) -> tuple[Service, FakePorts, FakeClock]:
     """A service at 120 bpm (a step is 0.125 s) on a fake clock; realtime off: run() happens in
-    the test process itself, which must not become SCHED_FIFO."""
+    the test process itself, which must not become SCHED_FIFO. `make_generator` makes every
+    model's generator when `generator` is None (at start and at each reload)."""
     clock = FakeClock()
     holder = {}
 
@@ -119,8 +120,20 @@ def start(generator, sock: str, **cfg) -> tuple[Service, FakePorts, FakeClock]:
         return holder["ports"]
 
     settings = replace(Config(), realtime=False, status_socket=sock, **cfg)
-    service = Service(settings, clock=clock, generator=generator, open_ports=open_ports)
+    service = Service(
+        settings, clock=clock, generator=generator, open_ports=open_ports, make_generator=make_generator
+    )
     return service, holder["ports"], clock
+
+
+def file_generator(cfg: Config) -> FakeGenerator:
+    """A fake generator whose decoding is what Service._generator takes from the file: its
+    temperature, and its pitch guard for the file's mode."""
+    gen = FakeGenerator()
+    gen.decoding = replace(
+        gen.decoding, temperature=cfg.temperature, pitch_guard=file_pitch_guard(cfg, cfg.mode)
+    )
+    return gen
 
 
 def play_phrase(clock: FakeClock, ports: FakePorts, t: float = 0.1) -> None:
@@ -301,18 +314,10 @@ def test_model_cc_switches_between_loaded_models(sock):
         made.append(cfg.model)
         return FakeGenerator()
 
-    clock = FakeClock()
-    holder = {}
-
-    def open_ports(backend, wake):
-        holder["ports"] = FakePorts(clock, wake)
-        return holder["ports"]
-
-    settings = replace(Config(), realtime=False, status_socket=sock, models=("second.onnx",))
-    service = Service(settings, clock=clock, open_ports=open_ports, make_generator=make_generator)
+    service, ports, clock = start(None, sock, make_generator, models=("second.onnx",))
     assert made == ["", "second.onnx"]  # both loaded at start
-    clock.at(0.02, holder["ports"].feed, [0xB0, 87, 127])  # temperature 2, set live on the first model
-    clock.at(0.05, holder["ports"].feed, [0xB0, 91, 1])
+    clock.at(0.02, ports.feed, [0xB0, 87, 127])  # temperature 2, set live on the first model
+    clock.at(0.05, ports.feed, [0xB0, 91, 1])
     clock.at(0.3, service.stop)
     assert service.run() == 0
     assert service.performer.gen is service.generators[1]
@@ -325,32 +330,16 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
     setting the re-read file itself changed takes the file's value."""
     made = []
 
-    def make_generator(cfg):  # the decoding as Service._generator makes it from the file
-        gen = FakeGenerator()
-        gen.decoding = replace(
-            gen.decoding, temperature=cfg.temperature, pitch_guard=file_pitch_guard(cfg, cfg.mode)
-        )
-        made.append(gen)
-        return gen
+    def make_generator(cfg):
+        made.append(file_generator(cfg))
+        return made[-1]
 
-    clock = FakeClock()
-    holder = {}
-
-    def open_ports(backend, wake):
-        holder["ports"] = FakePorts(clock, wake)
-        return holder["ports"]
-
-    base = replace(Config(), realtime=False, status_socket=sock, models=("second.onnx",))
+    service, ports, clock = start(None, sock, make_generator, models=("second.onnx",))
+    base = service.cfg
     on_file = [replace(base, bpm=150, temperature=0.5), replace(base, bpm=150, temperature=0.5, voices=3)]
-    service = Service(
-        base,
-        clock=clock,
-        open_ports=open_ports,
-        make_generator=make_generator,
-        reload_config=lambda: on_file.pop(0),
-    )
+    service.reload_config = lambda: on_file.pop(0)
     for i, (cc, value) in enumerate([(91, 1), (86, 127), (102, 1), (103, 40), (87, 127), (107, 0)]):
-        clock.at(0.01 * (i + 1), holder["ports"].feed, [0xB0, cc, value])
+        clock.at(0.01 * (i + 1), ports.feed, [0xB0, cc, value])
     clock.at(0.2, service._reload)  # the file changed the tempo and the temperature only
     clock.at(0.3, lambda: checks.append(state(service)))
     clock.at(0.4, service._reload)  # now the file sets voices too
@@ -381,34 +370,14 @@ def test_reload_keeps_what_was_set_live_unless_the_file_changed_that_setting(soc
 
 
 def test_reload_in_continue_mode_keeps_the_stream_s_pitch_guard_as_the_file_or_the_player_set_it(sock):
-    from midiseed.daemon.config import file_pitch_guard
-    from midiseed.runtime.sampling import Decoding
-
-    def make_generator(cfg):  # the decoding as Service._generator makes it: the file's, for its mode
-        gen = FakeGenerator()
-        gen.decoding = Decoding(pitch_guard=file_pitch_guard(cfg, cfg.mode))
-        return gen
-
-    clock = FakeClock()
-    holder = {}
-
-    def open_ports(backend, wake):
-        holder["ports"] = FakePorts(clock, wake)
-        return holder["ports"]
-
-    base = replace(Config(), realtime=False, status_socket=sock)
-    service = Service(
-        base,
-        clock=clock,
-        open_ports=open_ports,
-        make_generator=make_generator,
-        reload_config=lambda: replace(base, bpm=150),
-    )
+    service, ports, clock = start(None, sock, file_generator)
+    base = service.cfg
+    service.reload_config = lambda: replace(base, bpm=150)
     states = []
-    clock.at(0.01, holder["ports"].feed, [0xB0, 86, 127])  # continue: the stream's pitch guard, on
+    clock.at(0.01, ports.feed, [0xB0, 86, 127])  # continue: the stream's pitch guard, on
     clock.at(0.05, service._reload)  # the new generator comes from the file, the mode stays live
     clock.at(0.1, lambda: states.append(service.performer.gen.decoding.pitch_guard))
-    clock.at(0.15, holder["ports"].feed, [0xB0, 107, 0])  # the player turns it off
+    clock.at(0.15, ports.feed, [0xB0, 107, 0])  # the player turns it off
     clock.at(0.2, service._reload)
     clock.at(0.25, lambda: states.append(service.performer.gen.decoding.pitch_guard))
     clock.at(0.3, service.stop)
@@ -417,29 +386,10 @@ def test_reload_in_continue_mode_keeps_the_stream_s_pitch_guard_as_the_file_or_t
 
 
 def test_a_reload_that_changes_the_mode_gives_the_file_s_pitch_guard_for_the_new_mode(sock):
-    from midiseed.runtime.sampling import Decoding
-
-    def make_generator(cfg):
-        gen = FakeGenerator()
-        gen.decoding = Decoding(pitch_guard=file_pitch_guard(cfg, cfg.mode))
-        return gen
-
-    clock = FakeClock()
-    holder = {}
-
-    def open_ports(backend, wake):
-        holder["ports"] = FakePorts(clock, wake)
-        return holder["ports"]
-
-    base = replace(Config(), realtime=False, status_socket=sock, pitch_guard_continue=False)
-    service = Service(
-        base,
-        clock=clock,
-        open_ports=open_ports,
-        make_generator=make_generator,
-        reload_config=lambda: replace(base, mode="continue"),
-    )
-    clock.at(0.01, holder["ports"].feed, [0xB0, 107, 127])  # on, for respond's answers
+    service, ports, clock = start(None, sock, file_generator, pitch_guard_continue=False)
+    base = service.cfg
+    service.reload_config = lambda: replace(base, mode="continue")
+    clock.at(0.01, ports.feed, [0xB0, 107, 127])  # on, for respond's answers
     clock.at(0.05, service._reload)  # the file moves to continue, whose pitch guard is off
     clock.at(0.1, service.stop)
     assert service.run() == 0
@@ -447,24 +397,12 @@ def test_a_reload_that_changes_the_mode_gives_the_file_s_pitch_guard_for_the_new
 
 
 def test_reload_keeps_the_model_picked_only_while_the_file_lists_the_same_models(sock):
-    clock = FakeClock()
-    holder = {}
-
-    def open_ports(backend, wake):
-        holder["ports"] = FakePorts(clock, wake)
-        return holder["ports"]
-
-    base = replace(Config(), realtime=False, status_socket=sock, models=("b.onnx", "c.onnx"))
+    service, ports, clock = start(None, sock, lambda cfg: FakeGenerator(), models=("b.onnx", "c.onnx"))
+    base = service.cfg
     on_file = [replace(base, bpm=150), replace(base, bpm=150, models=("b.onnx",))]
-    service = Service(
-        base,
-        clock=clock,
-        open_ports=open_ports,
-        make_generator=lambda cfg: FakeGenerator(),
-        reload_config=lambda: on_file.pop(0),
-    )
+    service.reload_config = lambda: on_file.pop(0)
     picked = []
-    clock.at(0.01, holder["ports"].feed, [0xB0, 91, 2])  # the third model, c.onnx
+    clock.at(0.01, ports.feed, [0xB0, 91, 2])  # the third model, c.onnx
     clock.at(0.1, service._reload)  # the same models: the pick stays
     clock.at(0.15, lambda: picked.append((service.model_index, service.status()["model"])))
     clock.at(0.2, service._reload)  # c.onnx is gone: back to the first
