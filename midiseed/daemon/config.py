@@ -132,16 +132,8 @@ SECTIONS = {
     ],
     "log": ["log_level", "status_seconds", "record", "status_socket"],
 }
-STEERING = ("voices", "low", "high")  # Performer.steer, in that order
-LIVE_DECODING = (
-    "temperature",
-    "top_k",
-    "no_repeat",
-    "loop_guard",
-    "memory",
-    "pitch_guard",
-    "anchor",
-)  # by CC
+STEERING = tuple(SECTIONS["steering"])  # Performer.steer, in that order
+LIVE_DECODING = tuple(k for k in SECTIONS["decoding"] if f"{k}_cc" in SECTIONS["cc"])  # the ones a CC sets
 
 
 def file_pitch_guard(cfg: Config, mode: str) -> bool:
