@@ -190,8 +190,7 @@ class Performer:
                 self.panic()
                 self.mode = mode
                 self.listener.take_phrase()
-                if self.gen.decoding.pitch_guard != file_pitch_guard(cfg, mode):  # each mode its own
-                    self._decoding(pitch_guard=file_pitch_guard(cfg, mode))
+                self._file_pitch_guard()  # each mode its own
         elif control == cfg.reload_cc and value >= 64:
             log.info("reload asked by CC %d", control)
             return RELOAD
@@ -238,6 +237,12 @@ class Performer:
         self.gen.decoding = replace(self.gen.decoding, **change)
         log.info("decoding: %s", self.gen.decoding)
 
+    def _file_pitch_guard(self) -> None:
+        """Put in force the pitch guard the config asks for in the mode playing."""
+        wanted = file_pitch_guard(self.cfg, self.mode)
+        if self.gen.decoding.pitch_guard != wanted:
+            self._decoding(pitch_guard=wanted)
+
     def keep_live(self, old: Performer) -> list[str]:
         """After a reload, what the player set live on `old` (by CC: the mode, the steering, the
         decoding) stays, unless the re-read config changed that very setting: then the file wins.
@@ -258,8 +263,7 @@ class Performer:
         if live("mode", old.mode):
             self.mode = old.mode
             kept.append("mode")
-        if self.gen.decoding.pitch_guard != file_pitch_guard(now, self.mode):  # the file's, for this mode
-            self._decoding(pitch_guard=file_pitch_guard(now, self.mode))
+        self._file_pitch_guard()
         steer = list(self.steer)
         for i, name in enumerate(STEERING):
             if live(name, old.steer[i]):
