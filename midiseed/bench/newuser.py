@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--live plays into the daemon's Performer: it takes no --generate and writes no --out")
     if args.live:
         rows = run_live(args.model)
-        where = f"played live into continue mode (model: {args.model or 'shipped default'}).\n"
+        where = f"Seeds played live into continue mode (model: {args.model or 'shipped default'}).\n"
     else:
         out = args.out or Path(tempfile.mkdtemp(prefix="midiseed-newuser-"))
         rows = run(out, args.model, args.generate)
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(where if not args.live else "Seeds " + where)
+        print(where)
         print(format_table(rows), end="")
     return 0
 

@@ -174,6 +174,12 @@ def follow_table(
     instead (`midiseed.bench.stream.stream_live`; the sources must follow the seed, steering None),
     and the answer is what it streams from the last chord on."""
     sources = SOURCES if sources is None else sources
+    if live:
+        from midiseed.bench.stream import stream_live  # the daemon's Performer: only when asked for
+
+        unfollowing = [name for name, (steering, _) in sources.items() if steering is not None]
+        if unfollowing:
+            raise ValueError(f"source {unfollowing[0]!r}: a live stream follows the seed (steering None)")
     table: dict = {}
     for collection, plist in sorted(pieces.items()):
         usable = [p for p in plist if len(p) >= seed_len and usable_seed(p[:seed_len])]
@@ -193,10 +199,6 @@ def follow_table(
             for piece, k in zip(usable, own_len):
                 gen = Generator(engine, decoding, steering=steering)
                 if live:
-                    from midiseed.bench.stream import stream_live
-
-                    if steering is not None:
-                        raise ValueError(f"source {name!r}: a live stream follows the seed (steering None)")
                     answer = stream_live(gen, piece[:seed_len], answer_len)
                 else:
                     gen.prime(piece[:seed_len])
