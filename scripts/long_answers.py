@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from midiseed.evaluate import choose_split, collection_of
-from midiseed.evaluate.behaviour import looped_mask
-from midiseed.evaluate.follow import usable_seed
+from midiseed.evaluate.follow import PITCH_LOOP, loops, usable_seed
 from midiseed.runtime.codec import Event
 from midiseed.runtime.engine import Engine
 from midiseed.runtime.generate import Generator
@@ -59,6 +58,21 @@ def drift(seed: list[Event], answer: list[Event]) -> list[float]:
     ]
 
 
+def report(row: str, name: str, seeds: list[list[Event]], continuations: list[list[Event]]):
+    """Print the table row of these continuations of these seeds (figures over their second half);
+    return their mean drift per stretch of STRETCH events."""
+    late, per = [], []
+    for seed, after in zip(seeds, continuations):
+        second = after[len(after) // 2 :]
+        shares = loops(second)
+        late.append([*drift(seed, second), shares["loop_8"], shares[PITCH_LOOP]])
+        per.append([drift(seed, after[k : k + STRETCH]) for k in range(0, len(after), STRETCH)])
+    v, top, bass, loop_share, pitch_loops = np.mean(late, axis=0)
+    cells = f"{v:.2f} | {top:+.1f} | {bass:+.1f} | {loop_share:.0%} | {pitch_loops:.0%}"
+    print(f"| {row} | {name} | {cells} |", flush=True)
+    return np.mean(per, axis=0)
+
+
 def main(sweep: str, split: str, seeds: int, events: int, collections: list[str]) -> None:
     engine = Engine(None, provider="cpu")
     grid = engine.codec.grid
@@ -80,43 +94,18 @@ def main(sweep: str, split: str, seeds: int, events: int, collections: list[str]
             continue
         picks = [usable[int(i)] for i in np.linspace(0, len(usable) - 1, min(seeds, len(usable))).round()]
         for name, decoding in SWEEPS[sweep].items():
-            late, per = [], []
+            answers = []
             for piece in picks:
                 gen = Generator(engine, decoding)
                 gen.prime(piece[:SEED])
-                answer = gen.generate(events)
-                second = answer[half:]
-                loops = [
-                    float(looped_mask(seq, 8).mean())
-                    for seq in ([ev.key() for ev in second], [ev.pitches for ev in second])
-                ]
-                late.append([*drift(piece[:SEED], second), *loops])
-                per.append([drift(piece[:SEED], answer[k : k + STRETCH]) for k in range(0, events, STRETCH)])
-            v, top, bass, loops, pitch_loops = np.mean(late, axis=0)
-            cells = f"{v:.2f} | {top:+.1f} | {bass:+.1f} | {loops:.0%} | {pitch_loops:.0%}"
-            print(f"| {coll} ({len(picks)}) | {name} | {cells} |", flush=True)
-            stretches[coll, name] = np.mean(per, axis=0)
+                answers.append(gen.generate(events))
+            stretches[coll, name] = report(f"{coll} ({len(picks)})", name, [p[:SEED] for p in picks], answers)
         # the music itself, where a piece goes on that long after its seed: what "no drift" looks like
         long = [p for p in usable if len(p) >= SEED + events]
         if long:
-            own = [p[SEED:] for p in long]
-            rows = []
-            for piece, after in zip(long, own):
-                second = after[half:events]
-                loops = [
-                    float(looped_mask(seq, 8).mean())
-                    for seq in ([ev.key() for ev in second], [ev.pitches for ev in second])
-                ]
-                rows.append([*drift(piece[:SEED], second), *loops])
-            v, top, bass, loops, pitch_loops = np.mean(rows, axis=0)
-            cells = f"{v:.2f} | {top:+.1f} | {bass:+.1f} | {loops:.0%} | {pitch_loops:.0%}"
-            print(f"| {coll} ({len(long)} pieces) | the music | {cells} |", flush=True)
-            stretches[coll, "the music"] = np.mean(
-                [
-                    [drift(p[:SEED], a[k : k + STRETCH]) for k in range(0, events, STRETCH)]
-                    for p, a in zip(long, own)
-                ],
-                axis=0,
+            own = [p[SEED : SEED + events] for p in long]
+            stretches[coll, "the music"] = report(
+                f"{coll} ({len(long)} pieces)", "the music", [p[:SEED] for p in long], own
             )
     print(f"\nPer stretch of {STRETCH} events: voices × / top / bass\n")
     for (coll, name), rows in stretches.items():
