@@ -168,15 +168,15 @@ def with_memory(logp: np.ndarray, piece: np.ndarray, weight: float, **memory_sha
 def totals(rows: np.ndarray) -> dict:
     """Mean NLL and accuracy of the pieces' rows (`score_row`), pooled by token, and per kind of
     token its share of the positions and mean NLL."""
-    sums = rows.sum(axis=0) if len(rows) else np.zeros(ROW)
+    sums = _sums(rows)
     nll, correct, n = sums[:3]
-    kinds = {
-        kind: {
-            "share": float(sums[4 + 2 * k] / n) if n else None,
-            "nll": float(sums[3 + 2 * k] / sums[4 + 2 * k]) if sums[4 + 2 * k] else None,
+    kinds = {}
+    for kind in KINDS:
+        kind_nll, kind_n = _kind(sums, kind)
+        kinds[kind] = {
+            "share": float(kind_n / n) if n else None,
+            "nll": float(kind_nll / kind_n) if kind_n else None,
         }
-        for k, kind in enumerate(KINDS)
-    }
     return {
         "nll": float(nll / n) if n else None,
         "accuracy": float(correct / n) if n else None,
@@ -187,7 +187,18 @@ def totals(rows: np.ndarray) -> dict:
 def melody_nll(rows: np.ndarray) -> float | None:
     """Mean NLL over struck-pitch and duration tokens only: what an n-gram sees as well as a network
     does, where held pitches are not (see `KINDS`)."""
-    sums = rows.sum(axis=0) if len(rows) else np.zeros(ROW)
-    melody = [KINDS.index("struck"), KINDS.index("duration")]
-    nll, n = sum(sums[3 + 2 * k] for k in melody), sum(sums[4 + 2 * k] for k in melody)
-    return float(nll / n) if n else None
+    sums = _sums(rows)
+    (struck_nll, struck_n), (duration_nll, duration_n) = _kind(sums, "struck"), _kind(sums, "duration")
+    n = struck_n + duration_n
+    return float((struck_nll + duration_nll) / n) if n else None
+
+
+def _sums(rows: np.ndarray) -> np.ndarray:
+    """The pieces' rows (`score_row`) summed."""
+    return rows.sum(axis=0) if len(rows) else np.zeros(ROW)
+
+
+def _kind(sums: np.ndarray, kind: str) -> tuple[float, float]:
+    """(summed NLL, positions) of one of the `KINDS` in summed rows."""
+    k = 3 + 2 * KINDS.index(kind)
+    return sums[k], sums[k + 1]
