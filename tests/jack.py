@@ -28,7 +28,7 @@ class Daemon(DaemonProcess):
 
 class Witness:
     """A second recorder of a daemon's output: midiseed's own C JACK client (`_jackmidi`), whose
-    process thread copies every message into a 64 KiB ring and counts what it had no room for,
+    process thread copies every message into a 256 KiB ring and counts what it had no room for,
     and a thread here that empties the ring. The Player's python-rtmidi input runs Python in
     JACK's real-time thread and was seen to miss messages on a loaded machine (midiseed/bench/soak.py);
     this one either sees every message or says how many it dropped."""
@@ -45,13 +45,13 @@ class Witness:
 
     def _drain(self) -> None:
         while not self._stop.wait(0.002):
-            self.messages.extend(self.ports.poll())
+            self.messages.extend(m for _, m in self.ports.poll())
 
     def close(self) -> None:
         """Stop draining (what is still in the ring is read first), then close the client."""
         self._stop.set()
         self._thread.join()
-        self.messages.extend(self.ports.poll())
+        self.messages.extend(m for _, m in self.ports.poll())
         self.ports.close()
 
     @property

@@ -88,20 +88,27 @@ class FakeRtmidiPort:
         self.open = False
 
     def ignore_types(self, **_kinds) -> None: ...
-    def set_callback(self, _fn) -> None: ...
+    def set_callback(self, fn) -> None:
+        self.callback = fn
+
     def cancel_callback(self) -> None: ...
     def open_virtual_port(self, _name: str) -> None: ...
     def open_port(self, _index: int) -> None: ...
     def delete(self) -> None: ...
 
 
-def test_a_failing_output_still_lets_every_message_reach_the_named_port(monkeypatch):
+def fake_rtmidi(monkeypatch) -> None:
+    """Ports opens FakeRtmidiPorts instead of python-rtmidi's; `made` starts empty."""
     fake = types.SimpleNamespace(
         MidiIn=FakeRtmidiPort, MidiOut=FakeRtmidiPort, API_UNIX_JACK=2, API_LINUX_ALSA=1
     )
     fake.API_MACOSX_CORE, fake.API_WINDOWS_MM = 3, 4
     monkeypatch.setattr(ports_module, "_rtmidi", lambda: fake)
     FakeRtmidiPort.made = []
+
+
+def test_a_failing_output_still_lets_every_message_reach_the_named_port(monkeypatch):
+    fake_rtmidi(monkeypatch)
     ports = Ports("jack", "midiseed", "midiseed-in", "midiseed-out", connect_to=("fluidsynth",))
     ours, synth = (p for p in FakeRtmidiPort.made if p.name in ("midiseed-out", "midiseed-to"))
     tracker = NoteTracker(ports.send)
@@ -118,3 +125,16 @@ def test_a_failing_output_still_lets_every_message_reach_the_named_port(monkeypa
     assert ours.got[-1] == [0x90, 67, 90]
     ports.close()
     assert not any(p.open for p in FakeRtmidiPort.made)
+
+
+def test_the_rtmidi_ports_stamp_each_message_with_the_service_clock_as_it_arrives(monkeypatch):
+    fake_rtmidi(monkeypatch)
+    clock, woken = iter([12.5, 12.75]), []
+    ports = Ports("jack", "midiseed", "in", "out", wake=lambda: woken.append(1), now=lambda: next(clock))
+    ours = next(p for p in FakeRtmidiPort.made if p.name == "midiseed")  # the input
+    ours.callback(([0x90, 60, 90], 0.0), None)  # rtmidi's thread: a note arrives at 12.5
+    ours.callback(([0x80, 60, 0], 0.25), None)
+    assert woken == [1, 1]
+    assert ports.poll() == [(12.5, [0x90, 60, 90]), (12.75, [0x80, 60, 0])]  # read later, stamped then
+    assert ports.poll() == []
+    ports.close()

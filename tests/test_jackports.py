@@ -57,8 +57,25 @@ def test_one_client_holds_both_ports_and_loops_messages_back_with_a_wake_up(port
     while len(got) < 3 and time.monotonic() < deadline:
         got += p.poll()
         time.sleep(0.005)
-    assert got == [[0x90, 60, 100], [0x80, 60, 0], [0xF0, 0x7D, 1, 2, 0xF7]]
+    assert [m for _, m in got] == [[0x90, 60, 100], [0x80, 60, 0], [0xF0, 0x7D, 1, 2, 0xF7]]
     assert p.dropped == (0, 0)
+
+
+def test_each_message_carries_the_time_it_arrived_not_the_time_it_was_read(ports):
+    """The process thread stamps what arrives (time.monotonic(), when its period began): a chord
+    that arrives while the service is busy is read late, but at the time it was played."""
+    p = ports()
+    inp, out = p.port_names
+    assert p._client.connect(out, inp) == 0
+    time.sleep(0.05)  # the connection is made in a later period
+    sent = time.monotonic()
+    p.send([0x90, 60, 100])
+    time.sleep(0.3)  # busy: nothing read for 0.3 s
+    read = time.monotonic()
+    got = p.poll()
+    assert [m for _, m in got] == [[0x90, 60, 100]]
+    ((arrived, _),) = got
+    assert sent - 0.01 <= arrived <= sent + 0.1 < read - 0.15
 
 
 def test_a_burst_larger_than_a_period_holds_goes_out_whole_over_the_next_periods(ports):
@@ -75,7 +92,9 @@ def test_a_burst_larger_than_a_period_holds_goes_out_whole_over_the_next_periods
     while len(got) < len(burst) and time.monotonic() < deadline:
         got += p.poll()
         time.sleep(0.005)
-    assert got == burst
+    assert [m for _, m in got] == burst
+    times = [t for t, _ in got]
+    assert times == sorted(times)  # stamped in the order they came
     assert p.dropped == (0, 0)
 
 

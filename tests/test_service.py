@@ -12,6 +12,7 @@ import pytest
 
 from midiseed.daemon.config import Config, file_pitch_guard
 from midiseed.daemon.service import FLUSH_SECONDS, SPIN_SECONDS, Service
+from midiseed.runtime.codec import Event
 from tests.test_daemon_unit import FakeGenerator
 
 
@@ -50,17 +51,17 @@ class FakeClock:
 class FakePorts:
     def __init__(self, clock: FakeClock, wake) -> None:
         self.clock, self.wake = clock, wake
-        self.inbox: list[list[int]] = []
+        self.inbox: list[tuple[float, list[int]]] = []
         self.sent: list[tuple[float, list[int]]] = []
         self.closed = False
         self.fail_sends = False
 
-    def feed(self, message: list[int]) -> None:
-        """What a test plays into the daemon (rtmidi's callback: queue, then wake)."""
-        self.inbox.append(message)
+    def feed(self, message: list[int], arrived: float | None = None) -> None:
+        """What a test plays into the daemon (rtmidi's callback: stamp, queue, then wake)."""
+        self.inbox.append((self.clock.now() if arrived is None else arrived, message))
         self.wake()
 
-    def poll(self) -> list[list[int]]:
+    def poll(self) -> list[tuple[float, list[int]]]:
         out, self.inbox = self.inbox, []
         return out
 
@@ -166,6 +167,42 @@ def test_input_wakes_the_loop_at_once_and_is_handled_at_its_arrival_time(sock):
     assert service.run() == 0
     assert turns == [0.3217]
     assert ports.ons()[0] == (0.3217, 60)  # re-seeded and answering in the same turn
+
+
+def read_late(ports: FakePorts, *stamped: tuple[float, list[int]]) -> None:
+    """Messages that arrived at their own times, read only now (the loop was busy)."""
+    for arrived, message in stamped:
+        ports.feed(message, arrived)
+
+
+def test_a_chord_read_late_is_still_one_chord_at_the_time_it_was_played(sock):
+    """The ports stamp each message as it arrives. A chord whose first note was read at once and
+    whose other two came while the loop was busy (read 60 ms late, past the 30 ms chord window)
+    is one chord, struck when it was played; the turn's own time would split it in two."""
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=2)
+    clock.at(0.500, ports.feed, [0x90, 60, 90])
+    clock.at(0.561, read_late, ports, (0.502, [0x90, 64, 90]), (0.504, [0x90, 67, 90]))
+    for pitch in (60, 64, 67):
+        clock.at(1.0, ports.feed, [0x80, pitch, 0])
+    clock.at(0.9, lambda: None)  # a turn before the releases, in which the 60 ms are long over
+    clock.at(4.0, service.stop)
+    heard = []
+    handle = service.performer.handle
+    service.performer.handle = lambda m, t: heard.append(t) or handle(m, t)
+    assert service.run() == 0
+    assert heard[:3] == [0.500, 0.502, 0.504]
+    assert service.performer.gen.primed == [[Event((60, 64, 67), (False,) * 3, 4)]]  # 0.5 s: 4 steps
+
+
+def test_a_stamp_never_runs_ahead_of_the_clock_nor_back_before_the_message_before(sock):
+    service, ports, clock = start(FakeGenerator(), sock, mode="continue")
+    clock.at(0.5, read_late, ports, (0.7, [0x90, 60, 90]), (0.3, [0x80, 60, 0]))
+    clock.at(1.0, service.stop)
+    heard = []
+    handle = service.performer.handle
+    service.performer.handle = lambda m, t: heard.append(t) or handle(m, t)
+    assert service.run() == 0
+    assert heard == [0.5, 0.5]  # a stamp from a clock ahead of ours, then one behind its predecessor
 
 
 def test_an_idle_daemon_sleeps_instead_of_polling(sock):

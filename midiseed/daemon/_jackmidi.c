@@ -8,6 +8,11 @@
  * and writes the other ends (`read`, `send`): one reader and one writer per buffer, as JACK's
  * ring buffer requires.
  *
+ * Each incoming message is stamped with the time its period began on CLOCK_MONOTONIC (Python's
+ * time.monotonic): when it arrived, to within a period, however long the main thread takes to
+ * read it. A chord played while the daemon is busy (generating, starting up) is still heard as
+ * one chord, on the beat it was played.
+ *
  * The JACK API used is declared below rather than included, so the module builds without JACK's
  * development headers; it links against the libjack.so.0 that jackd2 installs.
  */
@@ -17,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct _jack_client jack_client_t;
@@ -62,7 +68,9 @@ extern size_t jack_ringbuffer_read_space(const jack_ringbuffer_t *rb);
 extern size_t jack_ringbuffer_write_space(const jack_ringbuffer_t *rb);
 
 #define RING_BYTES (1 << 16)
+#define IN_RING_BYTES (1 << 18) /* as many messages as before the stamps: 13 bytes a note, not 5 */
 #define MAX_MESSAGE 1024 /* longer messages (big SysEx) are dropped and counted */
+#define IN_HEAD (2 + sizeof(double)) /* an incoming message's size and arrival time, then its bytes */
 
 typedef struct {
     PyObject_HEAD
@@ -80,16 +88,23 @@ static int process(jack_nframes_t nframes, void *arg) {
     void *in = jack_port_get_buffer(c->in_port, nframes);
     uint32_t count = jack_midi_get_event_count(in);
     int arrived = 0;
+    double now = 0.0;
+    if (count > 0) {
+        struct timespec ts; /* clock_gettime is a vDSO call: no system call, no lock */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
     for (uint32_t i = 0; i < count; i++) {
         jack_midi_event_t ev;
         if (jack_midi_event_get(&ev, in, i) != 0)
             continue;
         uint16_t size = (uint16_t)ev.size;
-        if (ev.size == 0 || ev.size > MAX_MESSAGE || jack_ringbuffer_write_space(c->in_rb) < 2u + size) {
+        if (ev.size == 0 || ev.size > MAX_MESSAGE || jack_ringbuffer_write_space(c->in_rb) < IN_HEAD + size) {
             atomic_fetch_add(&c->dropped_in, 1);
             continue;
         }
         jack_ringbuffer_write(c->in_rb, (const char *)&size, 2);
+        jack_ringbuffer_write(c->in_rb, (const char *)&now, sizeof(double));
         jack_ringbuffer_write(c->in_rb, (const char *)ev.buffer, size);
         arrived = 1;
     }
@@ -153,7 +168,7 @@ static int Client_init(Client *c, PyObject *args, PyObject *kwargs) {
             PyErr_Format(PyExc_OSError, "cannot open a JACK client (status 0x%x)", status);
         return -1;
     }
-    c->in_rb = jack_ringbuffer_create(RING_BYTES);
+    c->in_rb = jack_ringbuffer_create(IN_RING_BYTES);
     c->out_rb = jack_ringbuffer_create(RING_BYTES);
     c->in_port = jack_port_register(c->client, in_name, MIDI_TYPE, JackPortIsInput, 0);
     c->out_port = jack_port_register(c->client, out_name, MIDI_TYPE, JackPortIsOutput, 0);
@@ -196,10 +211,12 @@ static PyObject *Client_read(Client *c, PyObject *unused) {
     unsigned char message[MAX_MESSAGE];
     while (jack_ringbuffer_read_space(c->in_rb) >= 2) {
         uint16_t size;
+        double t;
         jack_ringbuffer_peek(c->in_rb, (char *)&size, 2);
-        if (jack_ringbuffer_read_space(c->in_rb) < 2u + size)
+        if (jack_ringbuffer_read_space(c->in_rb) < IN_HEAD + size)
             break;
         jack_ringbuffer_read(c->in_rb, (char *)&size, 2);
+        jack_ringbuffer_read(c->in_rb, (char *)&t, sizeof(double));
         jack_ringbuffer_read(c->in_rb, (char *)message, size);
         PyObject *list = PyList_New(size);
         if (list == NULL) {
@@ -208,12 +225,13 @@ static PyObject *Client_read(Client *c, PyObject *unused) {
         }
         for (uint16_t i = 0; i < size; i++)
             PyList_SET_ITEM(list, i, PyLong_FromLong(message[i]));
-        if (PyList_Append(out, list) != 0) {
-            Py_DECREF(list);
+        PyObject *pair = Py_BuildValue("(dN)", t, list); /* N: the pair takes the list's reference */
+        if (pair == NULL || PyList_Append(out, pair) != 0) {
+            Py_XDECREF(pair);
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(list);
+        Py_DECREF(pair);
     }
     return out;
 }
@@ -300,7 +318,7 @@ static PyObject *Client_alive(Client *c, void *closure) {
 }
 
 static PyMethodDef Client_methods[] = {
-    {"read", (PyCFunction)Client_read, METH_NOARGS, "Every message that arrived since the last read, in order."},
+    {"read", (PyCFunction)Client_read, METH_NOARGS, "Every message that arrived since the last read, in order, as (time.monotonic() when its period began, bytes)."},
     {"send", (PyCFunction)Client_send, METH_O, "Queue one message for the output port's next period."},
     {"connect", (PyCFunction)Client_connect, METH_VARARGS, "jack_connect(source, destination): 0 = connected."},
     {"ports", (PyCFunction)Client_ports, METH_VARARGS, "Full names of the MIDI input (True) or output ports."},

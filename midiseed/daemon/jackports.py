@@ -93,8 +93,9 @@ class JackPorts:
         for link in self.named:
             link.maintain(self._client, self.port_names, ports)
 
-    def poll(self) -> list[list[int]]:
-        """Every message that arrived since the last poll, in order of arrival."""
+    def poll(self) -> list[tuple[float, list[int]]]:
+        """Every message that arrived since the last poll, in order of arrival, each with the time
+        it arrived (time.monotonic(), to within a JACK period: see `_jackmidi.c`)."""
         return self._client.read()
 
     def send(self, message: list[int]) -> None:

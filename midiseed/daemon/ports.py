@@ -184,15 +184,17 @@ class Ports:
         connect_from: tuple[str, ...] = (),
         connect_to: tuple[str, ...] = (),
         wake: Callable[[], None] = lambda: None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`wake` is called (from rtmidi's thread) after each message is queued for `poll()`."""
+        """`wake` is called (from rtmidi's thread) after each message is queued for `poll()`,
+        stamped with `now()` (the service's clock) as it arrives."""
         rtmidi = _rtmidi()
         self.backend = backend
         api = _api(backend)
         self._ins: list = []
         self._outs: list = []
-        self._inbox: deque[list[int]] = deque()
-        self._wake = wake
+        self._inbox: deque[tuple[float, list[int]]] = deque()
+        self._wake, self._now = wake, now
         self.named = [Named(n, True, api, client_name, self._arrived) for n in connect_from]
         self.named += [Named(n, False, api, client_name) for n in connect_to]
         try:
@@ -231,11 +233,12 @@ class Ports:
 
     def _arrived(self, event: tuple[list[int], float], _data: object = None) -> None:
         # rtmidi's callback, in JACK's real-time thread: queue and wake, nothing more (module docstring)
-        self._inbox.append(event[0])
+        self._inbox.append((self._now(), event[0]))
         self._wake()
 
-    def poll(self) -> list[list[int]]:
-        """Every message that arrived since the last poll, in order of arrival."""
+    def poll(self) -> list[tuple[float, list[int]]]:
+        """Every message that arrived since the last poll, in order of arrival, each with the time
+        it arrived (the `now` it was given)."""
         inbox, out = self._inbox, []
         while inbox:
             out.append(inbox.popleft())

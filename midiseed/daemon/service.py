@@ -93,6 +93,7 @@ class Service:
         else:
             self.tempo = InternalTempo(cfg.bpm, spb, self.clock.now())
         self.backend = choose_backend(cfg.backend) if open_ports is None else cfg.backend
+        # the extension stamps what arrives on time.monotonic, the clock of a `wake_fd` (SystemClock)
         native = self.backend == "jack" and jackports.available() and hasattr(self.clock, "wake_fd")
         if open_ports is None and native:  # one JACK client, no Python in JACK's thread
             self.ports = jackports.JackPorts(
@@ -112,10 +113,11 @@ class Service:
                 cfg.connect_from,
                 cfg.connect_to,
                 wake=self.clock.wake,
+                now=self.clock.now,
             )
         else:
             self.ports = open_ports(cfg.backend, self.clock.wake)
-        self.started = self.clock.now()
+        self.started = self.heard_at = self.clock.now()
         self.performer = Performer(
             cfg, generator, self.tempo, self._send, stats=self.stats, now=self.clock.now
         )
@@ -241,10 +243,14 @@ class Service:
     def _turn(self, timers: Timers) -> None:
         """One turn of the loop: input, commands, due notes, timers; then sleep until the next thing."""
         now = self.clock.now()
-        for message in self.ports.poll():
-            command = self.performer.handle(message, now)
+        for arrived, message in self.ports.poll():
+            # each message at the time it arrived, not when this turn got to it (a chord played
+            # while a beat was being generated is still one chord), but never ahead of the clock
+            # nor before the message before it
+            t = self.heard_at = min(max(arrived, self.heard_at), now)
+            command = self.performer.handle(message, t)
             if self.recorder is not None:
-                self.recorder.add("heard", message, now)
+                self.recorder.add("heard", message, t)
             if command is not None:
                 self._obey(command)
         lost = getattr(self.ports, "dropped", (0, 0))  # the JACK extension's full ring buffers
