@@ -158,6 +158,19 @@ def test_unknown_option_is_refused_with_status_2_and_no_far_fetched_suggestion()
     assert near.returncode == 2 and "--verbose" in near.stderr  # a real typo still gets its suggestion
 
 
+def test_a_value_out_of_range_or_a_missing_option_is_one_line_with_status_2():
+    for args, says in (
+        (["train", "--data", "x", "--out", "y", "--epochs", "0"], "Invalid value for '--epochs'"),
+        (["generate", "--seed-notes", "C4"], "Missing option '--out'"),
+    ):
+        out = _run([sys.executable, "-m", "midiseed", *args], ROOT)
+        assert out.returncode == 2
+        assert out.stderr.startswith(f"error: {says}") and out.stderr.count("\n") == 1, out.stderr
+        assert out.stdout == ""
+    bare = _run([sys.executable, "-m", "midiseed"], ROOT)  # no command: the help, as before
+    assert bare.returncode == 2 and "Usage: midiseed" in bare.stdout + bare.stderr
+
+
 def test_ports_without_any_midi_system_is_quiet_and_says_so(tmp_path):
     # a JACK server name nobody runs: libjack's C-level complaints must not reach the terminal
     env = {**os.environ, "JACK_DEFAULT_SERVER": f"midiseed-none-{os.getpid()}"}

@@ -11,6 +11,11 @@ import sys
 import typer
 from typer.core import TyperGroup
 
+try:  # the click that Typer carries within it (Typer 0.17 and later), or click itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
 from midiseed.errors import UserError
 
 
@@ -20,7 +25,23 @@ def _close(typo: str, option: str) -> bool:
 
 
 class _Group(TyperGroup):
-    """Typer's group, minus click's far-fetched "Possible options" for a mistyped option."""
+    """Typer's group, minus click's far-fetched "Possible options" for a mistyped option, and with
+    usage errors (a value out of range, a missing option) as one line, as every other user error
+    is, not Typer's six-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as err:
+            if isinstance(err, NoArgsIsHelpError):  # `midiseed` alone: the help, as Typer shows it
+                return super().main(args, prog_name, complete_var, **extra)
+            ctx = getattr(err, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {err.format_message()}{where}", err=True)
+            sys.exit(err.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
