@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -307,8 +308,46 @@ def test_cli_tokenize_prints_a_summary_and_exits_2_on_a_missing_folder(tmp_path)
     )
     assert result.exit_code == 0, result.output
     line = result.stdout.strip().splitlines()[-1]
-    assert line.startswith("tokenized 5 files (5 tokenised, 0 unchanged, 0 removed): ")
+    assert line.startswith("tokenized 5 files (5 read, 0 unchanged, 0 removed): ")
     assert " 1 skipped, 0 cut, " in line and "files/s" in line
     missing = runner.invoke(app, ["data", "tokenize", str(tmp_path / "nope"), "--out", str(tmp_path / "s")])
     assert missing.exit_code == 2
     assert missing.stderr.strip() == f"error: data folder {tmp_path / 'nope'} does not exist"
+
+
+def test_an_empty_or_another_folder_never_empties_an_existing_store(tmp_path):
+    data = make_folder(tmp_path / "midi")
+    tokenize(data, tmp_path / "store", workers=1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "store").iterdir()}
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no music here")
+    with pytest.raises(DataError, match=re.escape("empty has no .mid, .midi or .kar files: nothing to")):
+        tokenize(tmp_path / "empty", tmp_path / "store")
+    other = make_folder(tmp_path / "other")
+    with pytest.raises(DataError, match=re.escape(f"is the token store of {data.resolve()}, not of {other}")):
+        tokenize(other, tmp_path / "store")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "store").iterdir()} == before
+    assert len(TokenStore.open(tmp_path / "store").files) == 4
+    assert tokenize(data, tmp_path / "store").reused == 4  # its own folder still updates it
+
+
+def test_a_store_whose_shard_was_cut_short_is_refused_at_open_in_one_line(tmp_path):
+    tokenize(make_folder(tmp_path / "midi"), tmp_path / "store", workers=1)
+    shard = tmp_path / "store" / "shard-000000.u2"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with pytest.raises(DataError, match=r"store .* is damaged: shard-000000.u2 holds 500 tokens where"):
+        TokenStore.open(tmp_path / "store")
+    shard.unlink()
+    with pytest.raises(DataError, match=re.escape("is damaged: shard-000000.u2 No such file")):
+        TokenStore.open(tmp_path / "store")
+
+
+def test_cli_tokenize_lists_each_skipped_file_with_its_reason(tmp_path):
+    data = make_folder(tmp_path / "midi")
+    shutil.copy(TEST_FILES / "test-not-a-midi-file.mid", data / "a")
+    result = CliRunner().invoke(
+        app, ["data", "tokenize", str(data), "--out", str(tmp_path / "s"), "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    reason = TokenStore.open(tmp_path / "s").skipped["a/test-not-a-midi-file.mid"]
+    assert f"skipped a/test-not-a-midi-file.mid: {reason}" in result.stderr.splitlines()

@@ -52,6 +52,9 @@ def data_music21(
     )
 
 
+SHOWN = 20  # files skipped (and files cut) listed with their reasons after a tokenize run
+
+
 @data_app.command("tokenize")
 @user_errors
 def data_tokenize(
@@ -63,10 +66,18 @@ def data_tokenize(
     """Tokenise a MIDI folder into a token store for training; a re-run updates only what changed."""
     setup_logging()
     from midiseed.cli._progress import ProgressLine
-    from midiseed.training.store import tokenize
+    from midiseed.training.store import TokenStore, tokenize
 
     line = ProgressLine()
     # on a terminal only, as before: a log gets the summary line alone
     report = tokenize(midi_dir, out, workers, line.update if line.tty else None, include_drums)
     line.close()
+    store = TokenStore.open(out)
+    for what, found in (("skipped", store.skipped), ("cut", store.cuts)):
+        for path, why in sorted(found.items())[:SHOWN]:
+            typer.echo(f"{what} {path}: {why if isinstance(why, str) else '; '.join(why)}", err=True)
+        if len(found) > SHOWN:
+            typer.echo(
+                f"... {len(found) - SHOWN} more {what}: every reason is in {out}/manifest-*.jsonl", err=True
+            )
     typer.echo(f"tokenized {report.summary()} -> {out}")

@@ -139,7 +139,7 @@ def load_corpus(
     root = Path(root)
     paths = find_midi_files(root)
     if not paths:
-        raise DataError(f"data folder {root} has no .mid or .midi files")
+        raise DataError(f"data folder {root} has no .mid, .midi or .kar files")
     cache_dir = cache_dir or _default_cache_dir(root)
     settings = {"format": CACHE_FORMAT, "codec": CODEC_VERSION, "grid": asdict(grid), "drums": include_drums}
     cached = _load_cache(cache_dir, settings) if use_cache else {}

@@ -94,6 +94,8 @@ class TokenStore:
             if entry.get("cuts"):
                 cuts[entry["path"]] = entry["cuts"]
         files.sort(key=lambda f: f.path)
+        shard_ids = [s["id"] for s in meta["shards"]]
+        _check_shards(root, shard_ids, files)
         return cls(
             root=root,
             codec=codec,
@@ -102,7 +104,7 @@ class TokenStore:
             skipped=skipped,
             cuts=cuts,
             limits=meta.get("limits", {}),
-            shard_ids=[s["id"] for s in meta["shards"]],
+            shard_ids=shard_ids,
         )
 
     @property
@@ -128,6 +130,27 @@ class TokenStore:
     @property
     def total_tokens(self) -> int:
         return sum(f.tokens for f in self.files)
+
+
+def _check_shards(root: Path, shard_ids: list[int], files: list[StoredFile]) -> None:
+    """DataError (one line, at open, not an OSError deep in training) when a shard the manifest
+    points into is missing or shorter than its files need: a store damaged since it was written."""
+    need: dict[int, int] = {}
+    for f in files:
+        need[f.shard] = max(need.get(f.shard, 0), f.offset + f.tokens)
+    for i, tokens in sorted(need.items()):
+        path = root / shard_name(shard_ids[i])
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            size, why = -1, err.strerror
+        else:
+            why = f"holds {size // 2:,} tokens where its files need {tokens:,}"
+        if size < 2 * tokens:
+            raise DataError(
+                f"token store {root} is damaged: {path.name} {why} "
+                "(remove the store and run `midiseed data tokenize` again)"
+            )
 
 
 def shard_name(shard_id: int) -> str:

@@ -211,7 +211,7 @@ class TokenizeReport:
     def summary(self) -> str:
         rate = self.files / self.seconds if self.seconds else 0.0
         return (
-            f"{self.files} files ({self.tokenised} tokenised, {self.reused} unchanged, "
+            f"{self.files} files ({self.tokenised} read, {self.reused} unchanged, "
             f"{self.removed} removed): "
             f"{self.tokens} tokens, {self.skipped} skipped, {self.cut} cut, "
             f"{self.seconds:.1f} s, {rate:.0f} files/s"
@@ -241,14 +241,34 @@ def tokenize_folder(
         "include_drums": include_drums,
         "limits": {k: v for k, v in asdict(limits).items() if k != "timeout_s"},  # time: not the tokens
     }
+    if not paths:  # before the store is touched: a mistyped or emptied folder must not empty it
+        raise DataError(f"data folder {midi_dir} has no .mid, .midi or .kar files: nothing to tokenise")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
     if out.is_dir() and not is_store(out) and not only_store_files(out):
         raise DataError(f"--out {out} is a folder that is not a token store and not empty")
+    source = str(midi_dir.resolve())
+    made_from = _source_of(out)
+    if made_from not in (None, source):  # updating it from this folder would drop all of its files
+        raise DataError(
+            f"--out {out} is the token store of {made_from}, not of {midi_dir}: "
+            "give another --out, or remove that store first"
+        )
+    settings["source"] = source
     with store_lock(out):  # held to the end: the store is read and written by this run alone
         _update(midi_dir, out, paths, report, settings, workers, progress, grid, limits)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _source_of(out: Path) -> str | None:
+    """The data folder a store was made from (None: no store, or one made before stores said)."""
+    if not is_store(out):
+        return None
+    try:
+        return read_meta(out).get("source")
+    except DataError:
+        return None  # unreadable or another format: it is made again from scratch anyway
 
 
 def _update(
@@ -271,8 +291,8 @@ def _update(
             prev = read_meta(out)
         except DataError:
             prev = {}
-        if all(prev.get(k) == v for k, v in settings.items()):
-            meta = prev
+        if all(prev.get(k) == v for k, v in settings.items() if k != "source"):
+            meta = {**prev, "source": settings["source"]}
             old = {e["path"]: Entry.from_json(e) for e in iter_manifest(out, prev)}
             report.incremental = True
         else:
