@@ -14,3 +14,28 @@ class UserError(Exception):
 
 class BadValue(UserError, ValueError):
     """A value out of its allowed range, or of the wrong shape; the message says what is allowed."""
+
+
+def output_file(path, option: str) -> None:
+    """BadValue (before anything is written) unless `path` can be written as a file: not a folder,
+    and in a folder that exists."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise BadValue(f"{option} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise BadValue(f"{option} {path}: the folder {path.parent} does not exist")
+
+
+def output_folder(path, option: str) -> None:
+    """BadValue (before anything is written) when `path` exists and is not a folder, or sits under
+    a file."""
+    from pathlib import Path
+
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise BadValue(f"{option} {path}: {p} is a file, not a folder")
+            return

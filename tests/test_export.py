@@ -222,6 +222,20 @@ def test_generate_cli_seed_file_and_bad_seeds(tiny_onnx, tmp_path):
         assert msg in result.output
 
 
+def test_generate_refuses_output_paths_it_cannot_write_before_writing_anything(tiny_onnx, tmp_path):
+    (tmp_path / "adir").mkdir()
+    seed = ["generate", "--model", str(tiny_onnx[0]), "--seed-notes", "C4", "--steps", "4"]
+    for args, msg in [
+        (["--out", str(tmp_path / "adir")], f"--out {tmp_path / 'adir'} is a folder; give a file name"),
+        (["--out", str(tmp_path / "no" / "g.mid")], f"the folder {tmp_path / 'no'} does not exist"),
+        (["--out", str(tmp_path / "g.mid"), "--png", str(tmp_path / "no" / "g.png")], "--png"),
+    ]:
+        result = runner.invoke(app, [*seed, *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("error: ") and msg in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "g.mid").exists()  # the --png refused before the MIDI file was written
+
+
 def test_shipped_default_model_generates_in_time(tmp_path):
     from midiseed.runtime.engine import DEFAULT_MODEL
     from midiseed.training.model import PRESETS

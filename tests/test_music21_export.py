@@ -90,3 +90,14 @@ def test_a_folder_that_cannot_be_written_stops_the_export_and_blames_no_piece(tm
     assert result.output.strip().splitlines()[-1].startswith("error: cannot write ")
     failed = tmp_path / "music21_failed.json"
     assert not failed.exists() or "nottingham" not in failed.read_text()
+
+
+def test_out_that_is_a_file_is_refused_in_one_line(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        result = runner.invoke(
+            app, ["data", "music21", "--out", str(out), "--collection", "nottingham-dataset"]
+        )
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == f"error: --out {out}: {tmp_path / 'afile'} is a file, not a folder"
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -171,7 +171,10 @@ def test_training_from_a_store_and_resuming_with_steps_per_epoch(tmp_path, midi_
     # the store and the MIDI folder it came from split the same files the same way
     assert run.read_split() == RunDir(tiny_run).read_split()
     opts.preset = "default"
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other settings: preset 'tiny' \\(now 'default'\\); use another"):
+        train(opts)
+    opts.out = run.checkpoint("last")  # a file: refused before the data is read
+    with pytest.raises(ValueError, match=f"--out {opts.out}: {opts.out} is a file, not a folder"):
         train(opts)
 
 

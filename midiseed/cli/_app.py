@@ -71,8 +71,10 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def user_errors(fn):
-    """Turn the errors a user can cause (`UserError`) into one line on stderr and exit status 2.
-    Anything else is a bug: it keeps its traceback."""
+    """Turn the errors a user can cause into one line on stderr and exit status 2: `UserError`,
+    and an OSError about a path (a folder given where a file goes, a file where a folder goes, a
+    folder that does not exist, no permission, a full disk). Anything else is a bug: it keeps its
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -80,6 +82,11 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as err:
+            if err.filename is None or isinstance(err, BrokenPipeError):
+                raise
+            typer.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from midiseed.cli._app import app, setup_logging, user_errors
-from midiseed.errors import BadValue
+from midiseed.errors import BadValue, output_file
 
 
 def _decoding(
@@ -114,7 +114,10 @@ def generate(
     setup_logging()
     if (seed_file is None) == (seed_notes is None):
         raise typer.BadParameter("give exactly one of --seed-file and --seed-notes", param_hint="--seed-file")
-    # optional programs and packages are checked before anything is written
+    # output paths, optional programs and packages are checked before anything is written
+    for path, option in ((out, "--out"), (png, "--png"), (wav, "--wav")):
+        if path is not None:
+            output_file(path, option)
     renderer = None
     if png is not None:
         from midiseed.evaluate.pianoroll import require

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from midiseed.errors import output_folder
 from midiseed.training.corpus import DataError
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ def export_music21(
     collection, optionally filtered by `composer`. `limit` caps the pieces per collection."""
     t0 = time.perf_counter()
     jobs, chosen = plan(names, composer, limit)
+    output_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     failed_path = out / FAILED_NAME
     failed_before: dict[str, str] = json.loads(failed_path.read_text()) if failed_path.exists() else {}

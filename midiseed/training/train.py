@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from midiseed.errors import BadValue
+from midiseed.errors import BadValue, output_folder
 from midiseed.runtime.codec import Codec
 from midiseed.training import distribute, feed, loops, store
 from midiseed.training.corpus import DataError, find_midi_files
@@ -129,6 +129,7 @@ def open_data(opts: TrainOptions) -> store.TokenStore:
 
 def prepare(opts: TrainOptions, cluster: distribute.Cluster) -> Prepared:
     """Open and split the data, find the windows, check --init, write the run's description."""
+    output_folder(opts.out, "--out")  # before the data is read (and, for a MIDI folder, tokenised)
     run = RunDir(opts.out)
     if cluster.index > 0:  # every worker keeps its own state and checkpoints (the chief's is the run)
         run = run.worker(cluster.index)
@@ -138,8 +139,12 @@ def prepare(opts: TrainOptions, cluster: distribute.Cluster) -> Prepared:
     if run.has_state():
         saved = run.read_config()
         free = {k: getattr(opts, k) for k in RESUMABLE}
-        if asdict(TrainOptions(**saved["options"])) | free != asdict(opts) | free:
-            raise BadValue(f"{run.root} holds a run with other settings; use another --out or delete it")
+        then, now = asdict(TrainOptions(**saved["options"])) | free, asdict(opts) | free
+        if then != now:
+            changed = ", ".join(f"{k} {then[k]!r} (now {now[k]!r})" for k in now if then.get(k) != now[k])
+            raise BadValue(
+                f"{run.root} holds a run with other settings: {changed}; use another --out or delete it"
+            )
         state = run.read_state()
         if run.read_codec().keys != codec.keys:
             raise BadValue(f"{run.root} was trained with another codec than the store {tokens.root}")
