@@ -222,6 +222,7 @@ def test_train_cli_bad_inputs_exit_2_with_one_line(tmp_path, midi_folder, midi_s
         (["--data", str(midi_folder), "--preset", "huge"], "unknown preset"),
         (["--data", str(midi_store), "--transpose", "3..1"], "transpose range"),
         (["--data", str(midi_store), "--val-fraction", "0.5", "--test-fraction", "0.6"], "test fraction"),
+        (["--data", str(midi_store), "--devices", "CPU:0,GPU:7"], "--devices CPU:0,GPU:7: no GPU:7 here"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), *args])

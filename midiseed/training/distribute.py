@@ -97,6 +97,12 @@ def setup(devices: str = "auto") -> Cluster:
             chosen = gpus if len(gpus) > 1 else []
         else:
             chosen = [d.strip() for d in devices.split(",") if d.strip()]
+            here = [d.name.split("device:")[-1] for d in tf.config.list_logical_devices()]  # CPU:0, GPU:0
+            missing = [c for c in chosen if c.split("device:")[-1].lstrip("/").upper() not in here]
+            if missing:
+                raise BadValue(
+                    f"--devices {devices}: no {', '.join(missing)} here (there is {', '.join(here)})"
+                )
         if len(chosen) > 1:
             strategy = tf.distribute.MirroredStrategy(chosen)
             log.info(
