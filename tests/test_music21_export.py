@@ -1,8 +1,10 @@
 """`midiseed data music21`: real exports from music21's bundled corpus (small collections, seconds)."""
 
 import json
+from pathlib import Path
 
 import mido
+import pytest
 from typer.testing import CliRunner
 
 from midiseed.cli import app
@@ -101,3 +103,30 @@ def test_out_that_is_a_file_is_refused_in_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.stderr.strip() == f"error: --out {out}: {tmp_path / 'afile'} is a file, not a folder"
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_piece_shipped_in_two_formats_is_read_from_one_and_flat_names_never_collide():
+    jobs, _ = plan(["bach", "beethoven"])
+    stems = [j.stem for j in jobs]
+    assert len(stems) == len(
+        set(stems)
+    )  # bwv277, bwv281, bwv366 and beethoven's opus18no1 come as .krn and .mxl
+    assert next(j.src for j in jobs if j.stem == "bach/bwv277").endswith("bwv277.mxl")
+    flat, _ = plan(None, composer="beethoven")
+    names = [j.stem for j in flat]
+    assert len(names) == len(set(names))  # each opus has a movement1: flat, they used to overwrite each other
+    assert "opus18no1-movement1" in names
+
+
+def test_a_piece_music21_cannot_write_leaves_no_part_file(tmp_path, monkeypatch):
+    from midiseed.training import music21_export
+
+    class Unwritable:
+        def write(self, fmt, fp):
+            Path(fp).write_bytes(b"MThd")  # half a file, then music21 gives up
+            raise ValueError("cannot write this score")
+
+    monkeypatch.setattr(music21_export, "_dedupe_context", lambda score: None)
+    with pytest.raises(ValueError, match="cannot write this score"):
+        music21_export._write(Unwritable(), tmp_path / "x.mid")
+    assert list(tmp_path.iterdir()) == []

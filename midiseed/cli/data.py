@@ -46,9 +46,10 @@ def data_music21(
     line.close()
     for piece, why in sorted(report.failed.items()):
         typer.echo(f"skipped {piece}: {why}", err=True)
+    where = f": see {out}/music21_failed.json" if report.failed else ""
     typer.echo(
         f"wrote {report.written} MIDI files to {out} ({report.existing} there or failed before, "
-        f"{len(report.failed)} skipped now: see {out}/music21_failed.json) in {report.seconds:.1f} s"
+        f"{len(report.failed)} skipped now{where}) in {report.seconds:.1f} s"
     )
 
 

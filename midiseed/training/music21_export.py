@@ -26,6 +26,7 @@ collections by composer.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -46,6 +47,9 @@ from midiseed.training.corpus import DataError
 log = logging.getLogger(__name__)
 
 SCORE_SUFFIXES = {".abc", ".mxl", ".xml", ".musicxml", ".krn", ".mid", ".midi"}
+# a piece music21 ships in two formats (8 do: bach/bwv277 as .krn and .mxl, ...) is read from one,
+# the first of these; both would write the same .mid, the later one over the other
+PREFERRED = (".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi")
 FAILED_NAME = "music21_failed.json"
 PIECE_SECONDS = 60.0  # one piece's limit: a few scores make music21 think for minutes
 _REF = re.compile(r"^X:\s*(\d+)", re.MULTILINE)
@@ -138,16 +142,19 @@ def plan(
         paths = [p for p in paths if p.resolve() in by]
         if not paths:
             raise DataError(f"music21's corpus has no pieces by {composer!r} (try bach, beethoven, mozart)")
+    one_format: dict[Path, Path] = {}
+    for p in sorted(paths, key=lambda p: PREFERRED.index(p.suffix.lower())):
+        one_format.setdefault(p.with_suffix(""), p)
     jobs: list[Job] = []
     chosen: dict[str, int] = {}
     pieces: dict[str, int] = {}
-    for p in paths:
+    for p in sorted(one_format.values()):
         rel = p.relative_to(root)
         coll = rel.parts[0]
         if names is not None and coll not in names:
             continue
-        if names is None:
-            stem, key = p.stem, ""  # the old flat layout of one composer's pieces
+        if names is None:  # the old flat layout of one composer's pieces: beethoven/opus18no1/movement1
+            stem, key = "-".join(rel.with_suffix("").parts[1:]), ""  # is opus18no1-movement1
         else:
             stem, key = str(rel.with_suffix("").as_posix()), coll
         room = (limit - pieces.get(key, 0)) if limit else None
@@ -333,7 +340,16 @@ def _write(score, dst: Path) -> None:
         score.write("midi", fp=str(tmp))
         tmp.replace(dst)
     except OSError as err:
+        _remove(tmp)
         raise DataError(f"cannot write {dst}: {err.strerror or err}") from None
+    except BaseException:  # music21 could not write the piece (or the run was stopped): no half file
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not there, or in no folder at all
+        path.unlink()
 
 
 def _dedupe_context(score) -> None:
