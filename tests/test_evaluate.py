@@ -169,8 +169,10 @@ def test_evaluate_scores_only_files_outside_the_training_split(tiny_onnx, midi_f
     # one held-out file added back: it alone is evaluated
     extra = (split.get("test") or split["held_out"])[0]
     shutil.copy(midi_folder / extra, tmp_path / extra)
+    (tmp_path / "broken.mid").write_bytes(b"MThd")  # unreadable: left out, and said so
     small = evaluate(tiny_onnx[0], tmp_path, seeds=1, steps=8, seed_len=4)
-    assert small["files"] == {"train": len(split["train"]), "evaluated": 1}
+    assert small["files"] == {"train": len(split["train"]), "evaluated": 1, "unreadable": 1}
+    assert "(1 files of the data folder could not be read and are left out)" in format_report(small)
 
 
 def test_format_report_has_both_tables_and_every_row(report):

@@ -104,6 +104,8 @@ def test_export_refuses_incomplete_run_and_bad_output(tiny_run, tmp_path):
 def test_engine_refuses_files_that_are_not_midiseed_models(tmp_path, tiny_onnx):
     with pytest.raises(ModelError, match="does not exist"):
         Engine(tmp_path / "nope.onnx")
+    with pytest.raises(ModelError, match=r"is a folder .*`midiseed export`"):
+        Engine(tmp_path)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a usable ONNX model"):
         Engine(tmp_path / "junk.onnx")
@@ -214,6 +216,7 @@ def test_generate_cli_seed_file_and_bad_seeds(tiny_onnx, tmp_path):
     assert ok.exit_code == 0, ok.output
     for args, msg in [
         (["--seed-notes", "H9"], "not a note name"),
+        (["--seed-file", str(tmp_path / "none.mid")], f"--seed-file {tmp_path / 'none.mid'}: cannot open"),
         (["--seed-file", str(SHARED_MIDI / "test-not-a-midi-file.mid")], "MThd"),
         ([], "exactly one of"),
     ]:

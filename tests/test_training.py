@@ -254,3 +254,18 @@ def test_importing_the_daemon_and_cli_never_imports_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ctrl_c_in_train_says_how_to_resume_and_exits_130(tmp_path, midi_store, monkeypatch):
+    from midiseed.training import train as train_module
+
+    def interrupted(opts):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    result = runner.invoke(app, ["train", "--data", str(midi_store), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 130
+    assert (
+        result.stderr
+        == f"interrupted: the same command resumes {tmp_path / 'r'} after its last finished epoch\n"
+    )

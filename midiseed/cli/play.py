@@ -130,12 +130,15 @@ def generate(
     from midiseed.runtime.codec import events_to_notes, notes_to_events
     from midiseed.runtime.engine import Engine
     from midiseed.runtime.generate import Generator, parse_seed_notes
-    from midiseed.runtime.midifile import read_notes, write_notes
+    from midiseed.runtime.midifile import MidiReadError, read_notes, write_notes
 
     engine = Engine(model)
     grid = engine.codec.grid
     if seed_file is not None:
-        seed = notes_to_events(read_notes(seed_file, grid), grid)
+        try:
+            seed = notes_to_events(read_notes(seed_file, grid), grid)
+        except MidiReadError as err:
+            raise MidiReadError(f"--seed-file {seed_file}: {err}") from None
         if not seed:
             raise BadValue(f"seed file {seed_file} has no pitched notes")
     else:

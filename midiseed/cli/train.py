@@ -27,7 +27,7 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 150,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     seq_len: Annotated[
-        int | None, typer.Option(min=2, help="Window length in events (default: preset's).")
+        int | None, typer.Option(min=2, help="Window length in tokens (default: preset's).")
     ] = None,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping: epochs without improvement.")] = 10,
     val_fraction: Annotated[
@@ -138,7 +138,11 @@ def train(
         loop_period=loop_period,
         time_limit=time_limit,
     )
-    metrics = run_training(opts)
+    try:
+        metrics = run_training(opts)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the same command resumes {out} after its last finished epoch", err=True)
+        raise typer.Exit(130) from None
     typer.echo(
         f"trained {out}: validation loss {metrics['held_out_loss']:.3f}, "
         f"accuracy {metrics['held_out_accuracy']:.3f} "

@@ -233,7 +233,7 @@ def evaluate(
         "model": str(engine.path),
         "preset": engine.info.preset,
         "split": split_name,
-        "files": {"train": len(train_notes), "evaluated": len(eval_notes)},
+        "files": {"train": len(train_notes), "evaluated": len(eval_notes), "unreadable": len(corpus.skipped)},
         "collections": {c: len(p) for c, p in sorted(by_collection.items())},
         "tokens_evaluated": sum(max(len(t) - 1, 0) for t in eval_tokens),
         "next_token": next_token,
@@ -268,9 +268,13 @@ def format_report(report: dict) -> str:
         if files["train"]
         else "no n-gram baselines: the data folder holds none of the model's training files"
     )
+    unreadable = files.get("unreadable")
+    skipped = (
+        f" ({unreadable} files of the data folder could not be read and are left out)" if unreadable else ""
+    )
     lines = [
         f"Next-token prediction on {files['evaluated']} files of the {report.get('split', 'held-out')} split"
-        f" ({report['tokens_evaluated']} tokens); {fitted}.",
+        f" ({report['tokens_evaluated']} tokens); {fitted}.{skipped}",
         "",
         "| model | NLL (nats/token) | NLL / trigram | top-1 accuracy |",
         "|---|---:|---:|---:|",

@@ -80,6 +80,10 @@ def _session(path: Path, options, providers):
     import onnxruntime as ort
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(
+            f"model file {path} is a folder (a training run is made a model by `midiseed export`)"
+        )
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     try:
