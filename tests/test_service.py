@@ -478,6 +478,30 @@ def test_record_writes_what_was_heard_and_played_to_a_midi_file(tmp_path, sock):
     assert written == [1]
 
 
+def test_garbage_heard_while_recording_is_dropped_and_counted_and_the_daemon_plays_on(tmp_path, sock):
+    """A pitch bend cut short reached mido's writer through the recorder, whose IndexError stopped
+    the daemon at the next flush."""
+    import mido
+
+    service, ports, clock = start(FakeGenerator(), sock, answer_beats=4, record=str(tmp_path / "rec"))
+    play_phrase(clock, ports)
+    for t, garbage in (
+        (1.2, [0xE0, 1]),
+        (1.3, [0xE0]),
+        (1.4, [0xC0]),
+        (1.5, [0x90, 60, 200]),
+        (1.6, [0xB0, 7, 1, 2]),
+    ):
+        clock.at(t, ports.feed, garbage)
+    clock.at(12.0, service.stop)
+    assert service.run() == 0
+    assert service.performer.dropped >= 5
+    (path,) = (tmp_path / "rec").glob("midiseed-*.mid")
+    heard = [m for m in mido.MidiFile(path).tracks[0] if not m.is_meta]
+    assert [(m.type, m.note) for m in heard if m.type == "note_on"] == [("note_on", 60), ("note_on", 64)]
+    assert all(m.type in ("note_on", "note_off") for m in heard)  # the garbage is not in the recording
+
+
 def test_messages_the_ports_had_no_room_for_are_counted_as_dropped(sock):
     service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
     ports.dropped = (3, 1)  # as the JACK extension reports its full ring buffers

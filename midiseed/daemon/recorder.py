@@ -42,9 +42,11 @@ class Recorder:
         log.info("recording to %s", self.path)
 
     def add(self, side: str, message: list[int], t: float) -> None:
-        """One message "heard" or "played" at time t (channel messages only)."""
+        """One message "heard" or "played" at time t (whole channel messages only)."""
         if not message or message[0] < 0x80 or message[0] >= 0xF0:
             return  # clock, sysex and garbage are not music
+        if len(message) != (2 if 0xC0 <= message[0] < 0xE0 else 3) or max(message[1:]) > 0x7F:
+            return  # a message cut short or too long, or a data byte out of range: counted as dropped
         (self.heard if side == "heard" else self.played).append((t - self.start, list(message)))
         self._dirty = True
 

@@ -148,7 +148,7 @@ def write_messages(
         for seconds, data in events:
             try:
                 msg = mido.Message.from_bytes(data)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, IndexError):  # mido's IndexError: a message cut short
                 continue
             if msg.is_realtime or msg.type == "sysex":
                 continue
