@@ -239,6 +239,25 @@ def test_generate_refuses_output_paths_it_cannot_write_before_writing_anything(t
     assert not (tmp_path / "g.mid").exists()  # the --png refused before the MIDI file was written
 
 
+def test_generate_bounds_a_seed_of_absurd_length(tiny_onnx, tmp_path):
+    """A 37-byte file whose one note lasts 2**28 beats once took minutes and gigabytes."""
+    mid = mido.MidiFile(type=0, ticks_per_beat=1)
+    mid.tracks.append(mido.MidiTrack())
+    mid.tracks[0] += [
+        mido.Message("note_on", note=60, time=0),
+        mido.Message("note_off", note=60, time=0x0FFFFFFF),
+    ]
+    mid.save(tmp_path / "long.mid")
+    base = ["generate", "--model", str(tiny_onnx[0]), "--steps", "4", "--out", str(tmp_path / "x.mid")]
+    cut = runner.invoke(app, [*base, "--seed-file", str(tmp_path / "long.mid")])
+    assert cut.exit_code == 0, cut.output
+    assert "1 notes longer than 64 beats (up to 268435455): shortened to 64" in cut.stderr
+    long_note = runner.invoke(app, [*base, "--seed-notes", "C4:1000000"])
+    assert long_note.exit_code == 2 and "'C4:1000000' lasts more than 64 beats" in long_note.stderr
+    many = runner.invoke(app, [*base, "--seed-notes", "C4:0.25 " * 9000])
+    assert many.exit_code == 2 and "the seed is 9,000 events long; at most 8,192" in many.stderr
+
+
 def test_shipped_default_model_generates_in_time(tmp_path):
     from midiseed.runtime.engine import DEFAULT_MODEL
     from midiseed.training.model import PRESETS

@@ -33,6 +33,7 @@ def _decoding(
     )
 
 
+MAX_SEED_EVENTS = 8192  # a seed file of hours is refused, not read for minutes into gigabytes
 PITCH_GUARD_HELP = (
     "When the answer keeps two voices or more, the loop guard also hears chords cycling through the"
     " same notes at other lengths as a loop, and plays other notes (off by default: see the model card)."
@@ -135,14 +136,25 @@ def generate(
     engine = Engine(model)
     grid = engine.codec.grid
     if seed_file is not None:
+        from midiseed.training.corpus import Limits, bound_notes
+
         try:
-            seed = notes_to_events(read_notes(seed_file, grid), grid)
+            notes, cuts = bound_notes(
+                read_notes(seed_file, grid), grid, Limits()
+            )  # a note of years: 64 beats
         except MidiReadError as err:
             raise MidiReadError(f"--seed-file {seed_file}: {err}") from None
+        for cut in cuts:
+            typer.echo(f"--seed-file {seed_file}: {cut}", err=True)
+        seed = notes_to_events(notes, grid)
         if not seed:
             raise BadValue(f"seed file {seed_file} has no pitched notes")
     else:
         seed = parse_seed_notes(seed_notes or "", grid.steps_per_beat)
+    if len(seed) > MAX_SEED_EVENTS:
+        raise BadValue(
+            f"the seed is {len(seed):,} events long; at most {MAX_SEED_EVENTS:,} (give a shorter one)"
+        )
     steering = _steering(seed, voices, low, high, grid.max_poly)
     gen = Generator(
         engine,

@@ -23,6 +23,7 @@ from midiseed.runtime.sampling import (
     periodic_runs,
 )
 
+MAX_SEED_NOTE_BEATS = 64  # a seed note or rest: no longer than the tokeniser keeps a note (Limits)
 RESPELLS = 2  # times an event the loop guard refuses is spelled again before it is let through
 
 
@@ -257,6 +258,8 @@ def parse_seed_notes(text: str, steps_per_beat: int) -> list[Event]:
         steps = round(beats * steps_per_beat)
         if steps < 1:
             raise CodecError(f"{word!r} is shorter than one grid step")
+        if beats > MAX_SEED_NOTE_BEATS:
+            raise CodecError(f"{word!r} lasts more than {MAX_SEED_NOTE_BEATS} beats")
         if body.lower() == "r":
             events.append(Event((), (), steps))
             continue
