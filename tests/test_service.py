@@ -322,6 +322,36 @@ def test_reload_switches_config_and_model_keeps_ports_counters_and_refuses_bad_o
     assert service.cfg.in_port == "midiseed-in" and service.cfg.mode == "continue"
 
 
+def test_reload_applies_the_log_settings_it_can_and_refuses_the_ones_that_need_a_restart(sock, tmp_path):
+    import logging
+
+    base = replace(Config(), realtime=False, status_socket=sock)
+    offers = [
+        replace(base, log_level="warning", status_seconds=2.0),
+        replace(base, log_level="warning", status_seconds=2.0, record=str(tmp_path)),
+        replace(base, log_level="warning", status_seconds=2.0, status_socket=sock + "2"),
+    ]
+    clock = FakeClock()
+    service = Service(
+        base,
+        clock=clock,
+        generator=FakeGenerator(),
+        open_ports=lambda backend, wake: FakePorts(clock, wake),
+        reload_config=lambda: offers.pop(0),
+        make_generator=lambda cfg: FakeGenerator(),
+    )
+    level = logging.getLogger().level
+    try:
+        service._reload()  # said "reloaded", and went on logging at info without a status line
+        assert logging.getLogger().level == logging.WARNING
+        assert service.timers.when["status"] == clock.now() + 2.0
+        for _ in range(2):
+            service._reload()  # recording and the status socket are set up at start: refused
+            assert (service.cfg.record, service.cfg.status_socket) == ("", sock)
+    finally:
+        logging.getLogger().setLevel(level)
+
+
 def test_reload_cc_asks_the_service_to_reload(sock):
     service, ports, clock = start(FakeGenerator(), sock)
     calls = []

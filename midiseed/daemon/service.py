@@ -43,6 +43,8 @@ RESTART_KEYS = (
     "connect_to",
     "clock",
     "realtime",
+    "record",  # the recording is opened at start
+    "status_socket",  # `midiseed status` finds the daemon by it
 )
 REALTIME_PRIORITY = 20  # below JACK's own (usually 70+), above everything that is not real-time
 FLUSH_SECONDS = 0.1  # for the MIDI system to deliver the last note-offs before the ports close
@@ -118,6 +120,7 @@ class Service:
         else:
             self.ports = open_ports(cfg.backend, self.clock.wake)
         self.started = self.heard_at = self.clock.now()
+        self.timers = Timers(self.started, cfg.status_seconds, sys.stderr.isatty())  # run() starts its own
         self.performer = Performer(
             cfg, generator, self.tempo, self._send, stats=self.stats, now=self.clock.now
         )
@@ -205,6 +208,10 @@ class Service:
         kept = self.performer.keep_live(old)
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock.now())
+        if new.log_level != self.cfg.log_level:
+            logging.getLogger().setLevel(new.log_level.upper())
+        if new.status_seconds != self.cfg.status_seconds:
+            self.timers.every_so_often("status", new.status_seconds, self.clock.now())
         self.cfg = new
         names = [new.model or "default", *new.models]
         log.info(
@@ -299,7 +306,7 @@ class Service:
             status_server = StatusServer(where, self.status)
         except OSError as err:
             log.warning("no status socket: %s", err)
-        timers = Timers(self.clock.now(), self.cfg.status_seconds, sys.stderr.isatty())
+        timers = self.timers = Timers(self.clock.now(), self.cfg.status_seconds, sys.stderr.isatty())
         try:
             while not self.stopping.is_set():
                 self._turn(timers)
@@ -346,6 +353,11 @@ class Timers:
             return False
         self.when[name] = now + self.every[name]
         return True
+
+    def every_so_often(self, name: str, seconds: float, now: float) -> None:
+        """`name` is due every `seconds` from now on (0: never)."""
+        self.every[name] = seconds
+        self.when[name] = now + seconds if seconds else math.inf
 
     def at(self, name: str, when: float) -> None:
         """A one-off deadline (math.inf: none)."""
