@@ -374,6 +374,7 @@ def test_config_file_errors_name_the_key(tmp_path):
         ("[performance]\nmode = 'jam'", "mode must be one of respond, continue"),
         ("[midi]\nin_channels = [0]", "in_channels must list MIDI channels 1..16"),
         ("[timing\n", "not valid TOML"),
+        ("[cc]\npanic_cc = 85", "[cc] end_call_cc and panic_cc are both CC 85; give each its own"),
     ]:
         path.write_text(text)
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -230,7 +230,16 @@ def load(path: Path | None) -> Config:
     low, high = values.get("low", 0), values.get("high", 0)
     if low and high and low > high:
         raise ConfigError(f"{path}: [steering] low must not be above high, got low = {low}, high = {high}")
-    return Config(**values)
+    cfg = Config(**values)
+    taken: dict[int, str] = {}
+    for key in SECTIONS["cc"]:  # one controller, one job: the first listed would take it silently
+        number = getattr(cfg, key)
+        if number and number in taken:
+            raise ConfigError(
+                f"{path}: [cc] {key} and {taken[number]} are both CC {number}; give each its own"
+            )
+        taken[number] = key
+    return cfg
 
 
 def override(cfg: Config, **options: Any) -> Config:
