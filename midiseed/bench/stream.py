@@ -37,18 +37,18 @@ def stream_live(gen: Generator, phrase: list[Event], events: int = 64, bpm: floa
     plan.sort()
     chords = len({start for _, start, _ in notes.tolist()})  # each onset a group the Performer reads
     played: list[Event] = []
-    marks: list[int] = []  # len(played) at each chord read
-    choose, read = gen.next_event, gen.prime
+    marks: list[int] = []  # len(played) at each chord read (the Performer's re-seeding, which may
+    choose, reseed = gen.next_event, perf._reseed  # prime the generator more than once)
 
     def next_event(require_notes: bool = False) -> Event:
         played.append(choose(require_notes=require_notes))
         return played[-1]
 
-    def prime(events_read, follow=None) -> None:
+    def read_chord(*args) -> None:
         marks.append(len(played))
-        read(events_read, follow=follow)
+        reseed(*args)
 
-    gen.next_event, gen.prime = next_event, prime
+    gen.next_event, perf._reseed = next_event, read_chord
     try:
         now, i, last = 0.0, 0, (plan[-1][0] if plan else 0.0)
         while len(marks) < chords or len(played) < marks[-1] + events:
@@ -62,6 +62,6 @@ def stream_live(gen: Generator, phrase: list[Event], events: int = 64, bpm: floa
                 i += 1
             perf.tick(now)
     finally:
-        del gen.next_event, gen.prime  # the instance attributes go: the generator is itself again
+        del gen.next_event  # the instance attribute goes: the generator is itself again
     start = marks[chords - 1]  # what was planned before came from the chords before the last
     return played[start : start + events]
