@@ -322,6 +322,43 @@ def test_reload_switches_config_and_model_keeps_ports_counters_and_refuses_bad_o
     assert service.cfg.in_port == "midiseed-in" and service.cfg.mode == "continue"
 
 
+def test_reload_of_an_unchanged_setup_goes_on_playing_and_a_model_exported_again_is_read_again(
+    sock, tmp_path
+):
+    import os
+    import shutil
+
+    from midiseed.runtime.engine import DEFAULT_MODEL
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    base = replace(Config(), realtime=False, status_socket=sock, model=str(model), answer_beats=16)
+    made = []
+
+    def make_generator(cfg):
+        made.append(cfg)
+        return FakeGenerator()
+
+    clock = FakeClock()
+    service = Service(
+        base,
+        clock=clock,
+        open_ports=lambda backend, wake: FakePorts(clock, wake),
+        reload_config=lambda: replace(base),
+        make_generator=make_generator,
+    )
+    service.performer.handle([0x90, 60, 90], 0.0)
+    service.performer.handle([0x80, 60, 0], 0.4)
+    service.performer.tick(1.5)  # answering
+    performer, plan = service.performer, list(service.performer.plan)
+    assert plan and len(made) == 1
+    service._reload()  # the same file, the same model: nothing to do, and the answer plays on
+    assert service.performer is performer and performer.plan == plan and len(made) == 1
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 10**9))  # exported again
+    service._reload()
+    assert len(made) == 2 and service.performer is not performer  # read again, as SIGHUP promises
+
+
 def test_reload_applies_the_log_settings_it_can_and_refuses_the_ones_that_need_a_restart(sock, tmp_path):
     import logging
 

@@ -248,7 +248,7 @@ class Performer:
         decoding) stays, unless the re-read config changed that very setting: then the file wins.
         Returns the names of the settings kept."""
         was, now = old.cfg, self.cfg
-        playing = old.gen.decoding  # read first: a reload with an unchanged file reuses the generator
+        playing = old.gen.decoding  # read first: the new performer may share the old one's generator
 
         def file(cfg: Config, name: str, mode: str):  # what the file asks for in that mode
             return file_pitch_guard(cfg, mode) if name == "pitch_guard" else getattr(cfg, name)

@@ -28,7 +28,7 @@ from midiseed.daemon.ports import Ports, choose_backend
 from midiseed.daemon.recorder import Recorder
 from midiseed.daemon.status import Stats, StatusServer, live_line, snapshot, socket_path, status_line
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
-from midiseed.runtime.engine import Engine
+from midiseed.runtime.engine import Engine, ModelError, model_path
 from midiseed.runtime.generate import Generator
 from midiseed.runtime.sampling import Decoding
 
@@ -87,6 +87,7 @@ class Service:
         # folder or second model must not leave ports open behind its UserError.
         # More models to switch to by CC: loaded now, so a switch costs nothing on stage.
         self.generators = [generator] + [self.make_generator(replace(cfg, model=m)) for m in cfg.models]
+        self.model_files = model_files(cfg)  # a reload reads a model file again when it has changed
         self.model_index = 0
         self.recorder = Recorder(Path(cfg.record), self.clock.now()) if cfg.record else None
         spb = generator.codec.grid.steps_per_beat
@@ -190,13 +191,15 @@ class Service:
             fixed = [k for k in RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)]
             if fixed:
                 raise ValueError(f"{', '.join(fixed)} can only change with a restart")
-            if new != self.cfg:
-                generators = [self.make_generator(replace(new, model=m)) for m in (new.model, *new.models)]
-            else:
-                generators = self.generators
+            files = model_files(new)
+            if new == self.cfg and files == self.model_files:
+                log.info("reloaded: the config and its model files are as they were; nothing changes")
+                return  # and nothing stops: the answer or stream playing goes on
+            generators = [self.make_generator(replace(new, model=m)) for m in (new.model, *new.models)]
         except Exception as err:  # a bad file or model must not stop the music
             log.error("reload refused, keeping the running config and model: %s", err)
             return
+        self.model_files = files
         old = self.performer
         old.cancel()
         same_models = (new.model, *new.models) == (self.cfg.model, *self.cfg.models)
@@ -335,6 +338,20 @@ class Service:
                 signal.signal(sig, handler)
             log.info("stopped: %s", status_line(self.status()))
         return status
+
+
+def model_files(cfg: Config) -> tuple:
+    """Each model file the config names, as (path, size, time of last change): a model exported
+    again to the same path is read again on reload (a name that does not resolve: its name)."""
+    found = []
+    for name in (cfg.model, *cfg.models):
+        try:
+            path = model_path(name or None)
+            st = path.stat()
+            found.append((str(path.resolve()), st.st_size, st.st_mtime_ns))
+        except (ModelError, OSError):
+            found.append((str(name), None, None))
+    return tuple(found)
 
 
 class Timers:
