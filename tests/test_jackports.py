@@ -140,8 +140,10 @@ def test_named_ports_are_connected_when_they_appear_and_again_after_they_left(po
         assert p.named[0].port is None
 
 
-def test_a_port_name_taken_is_a_port_error(ports, wake):
+def test_a_port_name_taken_is_a_port_error_and_libjack_says_nothing_of_its_own(ports, wake, capfd):
     p = ports()
     client = p.port_names[0].split(":")[0]
+    capfd.readouterr()
     with pytest.raises(PortError, match="is taken"):
         jackports.JackPorts(client, f"{client}-in", f"{client}-out", wake_fd=wake[1].fileno())
+    assert capfd.readouterr().err == ""  # not libjack's "Client name = ... conflits with another one"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from midiseed.daemon.ports import PortError
+from midiseed.daemon.ports import PortError, quiet_fd2
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ class JackPorts:
             raise PortError("midiseed's JACK extension is not built; use the rtmidi ports")
         self.backend = "jack"
         try:
-            self._client = _jackmidi.Client(client_name, in_name, out_name, wake_fd)
+            with quiet_fd2():  # libjack's own lines about a taken name or no server
+                self._client = _jackmidi.Client(client_name, in_name, out_name, wake_fd)
         except OSError as err:
             raise PortError(f"cannot open MIDI ports on jack: {err}") from err
         self.port_names: tuple[str, str] = self._client.port_names

@@ -16,6 +16,7 @@ and the GIL is let go for a moment so that one already under way finishes, befor
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -34,6 +35,27 @@ SETTLE_SECONDS = 0.02  # GIL let go between cancelling the callbacks and closing
 # rtmidi frees a cancelled callback's (function, data) tuple at once, while a callback already
 # waiting for the GIL in JACK's thread will still read it: such tuples are kept here, for good
 _CANCELLED: list[object] = []
+
+
+@contextlib.contextmanager
+def quiet_fd2():
+    """libjack prints "Cannot connect to server socket...", "Client name = ... conflits with another
+    one" and the like from C straight to fd 2, where sys.stderr cannot catch it: fd 2 itself points
+    at /dev/null meanwhile. midiseed says what went wrong in one line of its own."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class PortError(UserError):
@@ -283,26 +305,6 @@ def list_ports(
     "destinations": other ports to play to (synths)}; or a string saying why it is unavailable.
     rtmidi's MidiIn lists the ports one can read from (sources, our output among them); MidiOut
     the ports one can write to."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def quiet_fd2():
-        # libjack prints "Cannot connect to server socket..." from C straight to fd 2 when no server
-        # runs: sys.stderr cannot catch it, so fd 2 itself points at /dev/null while probing.
-        try:
-            saved = os.dup(2)
-        except OSError:  # no fd 2 at all: nothing to silence
-            yield
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            sys.stderr.flush()
-            os.dup2(devnull, 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
 
     def ours(name: str, client: str, port: str) -> bool:
         # JACK: "client:port"; ALSA: "client:port 128:0"; CoreMIDI: the port name alone
