@@ -113,7 +113,7 @@ def test_evaluate_end_to_end(report, tiny_onnx, midi_folder):
     # the tiny run used 10 files with a hash split; evaluated = its test files (older models:
     # everything not trained on)
     evaluated = len(split["test"]) if "test" in split else 10 - len(split["train"])
-    assert report["files"] == {"train": len(split["train"]), "evaluated": evaluated}
+    assert report["files"] == {"train": len(split["train"]), "evaluated": evaluated, "unreadable": 0}
     assert report["split"] == ("test" if "test" in split else "held-out")
     assert report["files"]["evaluated"] >= 1
     assert report["tokens_evaluated"] > 50
