@@ -43,6 +43,17 @@ def test_the_extension_is_built_where_jack_is_installed():
     assert jackports.available()  # .ci/run installs jackd2 before `pip install -e .` builds it
 
 
+def test_an_extension_built_for_an_older_midiseed_is_not_used(caplog):
+    """After a `git pull` without `pip install -e .`, the old build's read() gave bare messages and
+    the daemon died on its first note; the rtmidi ports serve instead."""
+    import types
+
+    assert jackports._checked(types.SimpleNamespace(Client=object)) is None  # API 1: no constant
+    assert "built for an older midiseed" in caplog.text
+    current = types.SimpleNamespace(Client=object, API=jackports.API)
+    assert jackports._checked(current) is current
+
+
 def test_one_client_holds_both_ports_and_loops_messages_back_with_a_wake_up(ports, wake):
     p = ports()
     inp, out = p.port_names

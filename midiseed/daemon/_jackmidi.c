@@ -8,9 +8,9 @@
  * and writes the other ends (`read`, `send`): one reader and one writer per buffer, as JACK's
  * ring buffer requires.
  *
- * Each incoming message is stamped with the time its period began on CLOCK_MONOTONIC (Python's
- * time.monotonic): when it arrived, to within a period, however long the main thread takes to
- * read it. A chord played while the daemon is busy (generating, starting up) is still heard as
+ * Each incoming message is stamped on CLOCK_MONOTONIC (Python's time.monotonic) when the process
+ * callback that takes it in runs: within a period or two of its arrival, however long the main
+ * thread takes to read it. A chord played while the daemon is busy (generating, starting up) is still heard as
  * one chord, on the beat it was played.
  *
  * The JACK API used is declared below rather than included, so the module builds without JACK's
@@ -70,6 +70,7 @@ extern size_t jack_ringbuffer_write_space(const jack_ringbuffer_t *rb);
 #define RING_BYTES (1 << 16)
 #define IN_RING_BYTES (1 << 18) /* as many messages as before the stamps: 13 bytes a note, not 5 */
 #define MAX_MESSAGE 1024 /* longer messages (big SysEx) are dropped and counted */
+#define API_VERSION 2 /* 2: read() gives (arrival time, bytes) pairs */
 #define IN_HEAD (2 + sizeof(double)) /* an incoming message's size and arrival time, then its bytes */
 
 typedef struct {
@@ -357,6 +358,12 @@ PyMODINIT_FUNC PyInit__jackmidi(void) {
     Py_INCREF(&ClientType);
     if (PyModule_AddObject(m, "Client", (PyObject *)&ClientType) < 0) {
         Py_DECREF(&ClientType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* what jackports.py expects of read(); a build older than its Python (a `git pull` without
+     * `pip install -e .` again) is not used */
+    if (PyModule_AddIntConstant(m, "API", API_VERSION) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -18,10 +18,25 @@ from midiseed.daemon.ports import PortError, quiet_fd2
 
 log = logging.getLogger(__name__)
 
+API = 2  # what this file expects of the extension's read(): (arrival time, bytes) pairs
+
+
+def _checked(module):
+    """The extension, unless it was built for another version of this file (None then)."""
+    if module is not None and getattr(module, "API", 1) != API:
+        log.warning(
+            "midiseed's JACK extension was built for an older midiseed: using the rtmidi ports "
+            "(`pip install -e .` again builds it anew)"
+        )
+        return None
+    return module
+
+
 try:
     from midiseed.daemon import _jackmidi
 except ImportError:  # not built here (no compiler or no libjack.so.0 at install time)
     _jackmidi = None
+_jackmidi = _checked(_jackmidi)
 
 
 def available() -> bool:
@@ -96,7 +111,7 @@ class JackPorts:
 
     def poll(self) -> list[tuple[float, list[int]]]:
         """Every message that arrived since the last poll, in order of arrival, each with the time
-        it arrived (time.monotonic(), to within a JACK period: see `_jackmidi.c`)."""
+        it arrived (time.monotonic(), to within a period or two: see `_jackmidi.c`)."""
         return self._client.read()
 
     def send(self, message: list[int]) -> None:
