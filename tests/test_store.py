@@ -323,12 +323,20 @@ def test_an_empty_or_another_folder_never_empties_an_existing_store(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("no music here")
     with pytest.raises(DataError, match=re.escape("empty has no .mid, .midi or .kar files: nothing to")):
         tokenize(tmp_path / "empty", tmp_path / "store")
-    other = make_folder(tmp_path / "other")
-    with pytest.raises(DataError, match=re.escape(f"is the token store of {data.resolve()}, not of {other}")):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_notes(scale(), other / "elsewhere.mid")
+    with pytest.raises(
+        DataError,
+        match=re.escape(f"store of {data.resolve()}; updating it from {other} would drop 4 of its 4 files"),
+    ):
         tokenize(other, tmp_path / "store")
     assert {p.name: p.read_bytes() for p in (tmp_path / "store").iterdir()} == before
     assert len(TokenStore.open(tmp_path / "store").files) == 4
     assert tokenize(data, tmp_path / "store").reused == 4  # its own folder still updates it
+    moved = data.rename(tmp_path / "moved")  # the same files elsewhere: it follows them, reading nothing
+    assert tokenize(moved, tmp_path / "store").reused == 4
+    assert tokenize(moved, tmp_path / "store").reused == 4
 
 
 def test_a_store_whose_shard_was_cut_short_is_refused_at_open_in_one_line(tmp_path):

@@ -148,8 +148,8 @@ def _check_shards(root: Path, shard_ids: list[int], files: list[StoredFile]) -> 
             why = f"holds {size // 2:,} tokens where its files need {tokens:,}"
         if size < 2 * tokens:
             raise DataError(
-                f"token store {root} is damaged: {path.name} {why} "
-                "(remove the store and run `midiseed data tokenize` again)"
+                f"token store {root} is damaged: {path.name} {why} (if a `midiseed data tokenize` is "
+                "writing it, wait for that; otherwise remove the store and tokenize again)"
             )
 
 

@@ -249,11 +249,14 @@ def tokenize_folder(
         raise DataError(f"--out {out} is a folder that is not a token store and not empty")
     source = str(midi_dir.resolve())
     made_from = _source_of(out)
-    if made_from not in (None, source):  # updating it from this folder would drop all of its files
-        raise DataError(
-            f"--out {out} is the token store of {made_from}, not of {midi_dir}: "
-            "give another --out, or remove that store first"
-        )
+    if made_from not in (None, source):  # another folder, or this one moved: what would it drop?
+        stored = {e["path"] for e in iter_manifest(out, read_meta(out))}
+        dropped = len(stored - {p.relative_to(midi_dir).as_posix() for p in paths})
+        if dropped:
+            raise DataError(
+                f"--out {out} is the token store of {made_from}; updating it from {midi_dir} would "
+                f"drop {dropped} of its {len(stored)} files: give another --out, or remove that store first"
+            )
     settings["source"] = source
     with store_lock(out):  # held to the end: the store is read and written by this run alone
         _update(midi_dir, out, paths, report, settings, workers, progress, grid, limits)
