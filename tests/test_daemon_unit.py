@@ -194,6 +194,26 @@ def test_continue_mode_streams_and_every_note_reseeds():
     assert rig.gen.resets == 0  # continue keeps the state and adds to it
 
 
+def test_an_end_of_call_cc_read_late_starts_the_answer_on_the_next_beat_from_now():
+    rig = Rig(answer_beats=1, silence_beats=8)
+    rig.perf._now = lambda: rig.now  # the service's clock
+    rig.at(0.0, [0x90, 60, 90])
+    rig.at(0.2, [0x80, 60, 0])
+    rig.advance(0.6)  # the loop was busy past the beat at 0.5 s
+    rig.perf.handle([0xB0, rig.cfg.end_call_cc, 127], 0.25)  # sent at 0.25 s, read at 0.6 s
+    rig.advance(1.2)
+    assert rig.ons()[0][0] == 1.0  # not at once, at 0.6 s, with the notes due since 0.5 s clumped
+
+
+def test_a_chord_note_read_after_its_chord_was_taken_is_read_on_its_own_not_lost():
+    rig = Rig(mode="continue", chord_ms=30)
+    rig.at(0.0, [0x90, 60, 90])
+    rig.advance(0.05)  # the window closed and the chord was read: C4 alone
+    rig.perf.handle([0x90, 64, 90], 0.01)  # E4, played 10 ms after C4 but read only now
+    rig.advance(0.1)
+    assert [ev[-1].pitches for ev in rig.gen.primed] == [(60,), (64,)]
+
+
 def test_continue_mode_follows_the_phrase_the_recent_chords_make_not_the_last_key():
     rig = Rig(mode="continue", chord_ms=30)  # 120 bpm: a beat is 0.5 s, a step 0.125 s
     for t, pitch in ((0.0, 62), (0.25, 66), (0.5, 69), (1.0, 74)):  # eighths, then a quarter

@@ -50,7 +50,9 @@ class Listener:
         return not self.channels or channel in self.channels
 
     def note_on(self, channel: int, pitch: int, velocity: int, t: float, pos: float) -> None:
-        if self.group is not None and t - self.group.t <= self.chord_seconds:
+        # a note played within the window but read after the group was taken (continue mode)
+        # starts a group of its own, or it would never be read
+        if self.group is not None and not self.group.taken and t - self.group.t <= self.chord_seconds:
             pos = self.group.pos
         else:
             self.group = Group(t, pos)
