@@ -178,3 +178,30 @@ def test_ports_without_any_midi_system_is_quiet_and_says_so(tmp_path):
     assert out.returncode == 0
     assert out.stderr == ""
     assert "jack: not available (no server running)" in out.stdout
+
+
+def test_the_cli_wrapper_ends_an_abort_and_a_path_error_in_one_line(capsys):
+    import errno
+
+    import typer
+
+    from midiseed.cli._app import _Group, user_errors
+
+    app = typer.Typer(cls=_Group)
+
+    @app.command()
+    def ask() -> None:
+        raise typer.Abort()
+
+    @app.command()
+    @user_errors
+    def move() -> None:
+        raise OSError(errno.EEXIST, "File exists", "a.mid", None, "b.mid")
+
+    for args, status, said in (
+        (["ask"], 1, "Aborted!\n"),
+        (["move"], 2, "error: a.mid -> b.mid: File exists\n"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            app(args)
+        assert done.value.code == status and capsys.readouterr().err == said

@@ -41,7 +41,10 @@ class _Group(TyperGroup):
             where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             typer.echo(f"error: {err.format_message()}{where}", err=True)
             sys.exit(err.exit_code)
-        sys.exit(code if isinstance(code, int) else 0)
+        except typer.Abort:  # end of input at a prompt, as click's own main says it
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # an Exit's status (commands return None)
 
     def invoke(self, ctx):
         try:
@@ -86,7 +89,8 @@ def user_errors(fn):
         except OSError as err:
             if err.filename is None or isinstance(err, BrokenPipeError):
                 raise
-            typer.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
+            also = f" -> {err.filename2}" if getattr(err, "filename2", None) else ""
+            typer.echo(f"error: {err.filename}{also}: {err.strerror or err}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
