@@ -391,6 +391,7 @@ def test_config_file_errors_name_the_key(tmp_path):
         ("[timing]\nbpm = 1000", "bpm must be in 20..400"),
         ("[midi]\ncolour = 1", "unknown key [midi] colour"),
         ("[sound]\nx = 1", "unknown section [sound]"),
+        ("midi = 3", "midi = 3 is not a section: write [midi] and its keys under it"),
         ("[performance]\nmode = 'jam'", "mode must be one of respond, continue"),
         ("[midi]\nin_channels = [0]", "in_channels must list MIDI channels 1..16"),
         ("[timing\n", "not valid TOML"),

@@ -30,7 +30,8 @@ def data_music21(
 ) -> None:
     """Write the corpus bundled with music21 as .mid files, one per piece (an ABC tune is a piece).
 
-    A re-run skips the pieces already written and those recorded as failed."""
+    With no --collection, --all or --composer: the Bach chorales, flat in OUT. A re-run skips the
+    pieces already written and those recorded as failed."""
     setup_logging()
     from midiseed.cli._progress import ProgressLine
     from midiseed.training.music21_export import collections, export_music21

@@ -219,8 +219,12 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
     values: dict[str, Any] = {}
     for section, body in data.items():
-        if section not in SECTIONS or not isinstance(body, dict):
+        if section not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}]; sections are {', '.join(SECTIONS)}")
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f"{path}: {section} = {body!r} is not a section: write [{section}] and its keys under it"
+            )
         for key, value in body.items():
             if key not in SECTIONS[section]:
                 raise ConfigError(

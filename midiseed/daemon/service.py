@@ -209,6 +209,7 @@ class Service:
             new, gen, self.tempo, self._send, old.tracker, self.stats, now=self.clock.now
         )
         kept = self.performer.keep_live(old)
+        self.performer.listener.held = old.listener.held  # keys down now: their note-offs will come
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock.now())
         if new.log_level != self.cfg.log_level:
@@ -264,7 +265,8 @@ class Service:
             if command is not None:
                 self._obey(command)
         lost = getattr(self.ports, "dropped", (0, 0))  # the JACK extension's full ring buffers
-        for reason, count in zip(("dropped: input buffer full", "dropped: output buffer full"), lost):
+        reasons = ("dropped: input buffer full or message over 1 KiB", "dropped: output buffer full")
+        for reason, count in zip(reasons, lost):
             if count:
                 self.stats[reason] = count
         if self.reload_requested:
