@@ -39,3 +39,16 @@ def output_folder(path, option: str) -> None:
             if not p.is_dir():
                 raise BadValue(f"{option} {path}: {p} is a file, not a folder")
             return
+
+
+def require_extra(command: str, modules: tuple[str, ...], extra: str = "train") -> None:
+    """UserError (one line, before anything starts) when a package an optional extra brings is not
+    installed: the core install is the daemon, without TensorFlow or music21."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"{command} needs {', '.join(missing)}, which the daemon's install leaves out: "
+            f"pip install 'midiseed[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
+        )

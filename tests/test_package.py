@@ -130,6 +130,17 @@ def test_installed_wheel_names_the_smallest_install_before_writing_anything(venv
     unknown = _run([midiseed, *seed, "--model", "nosuchmodel"], tmp_path)
     assert unknown.returncode == 2
     assert "no shipped model named 'nosuchmodel'; shipped: chorale, default" in unknown.stderr
+    # training, export and the music21 export need the [train] extra: one line, not a traceback
+    for args in (
+        ["train", "--data", ".", "--out", "run"],
+        ["export", "run", "--out", "m.onnx"],
+        ["data", "music21", "--out", "m21"],
+    ):
+        out = _run([midiseed, *args], tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("error: midiseed ") and "pip install 'midiseed[train]'" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not any((tmp_path / name).exists() for name in ("run", "m.onnx", "m21"))
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from midiseed.cli._app import data_app, setup_logging, user_errors
+from midiseed.errors import require_extra
 
 
 @data_app.command("music21")
@@ -33,6 +34,7 @@ def data_music21(
     With no --collection, --all or --composer: the Bach chorales, flat in OUT. A re-run skips the
     pieces already written and those recorded as failed."""
     setup_logging()
+    require_extra("midiseed data music21", ("music21",))
     from midiseed.cli._progress import ProgressLine
     from midiseed.training.music21_export import collections, export_music21
 

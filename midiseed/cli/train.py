@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from midiseed.cli._app import app, setup_logging, user_errors
+from midiseed.errors import require_extra
 
 
 @app.command()
@@ -105,6 +107,8 @@ def train(
 
     With TF_CONFIG set (the same command on every machine), trains data-parallel across them."""
     setup_logging()
+    tensorflow = ("tensorflow",) if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" else ()
+    require_extra("midiseed train", ("keras", *tensorflow))
     from midiseed.training.model import PRESETS
 
     if preset not in PRESETS:
@@ -160,6 +164,7 @@ def export(
 ) -> None:
     """Export a trained run to one self-describing, stateful ONNX file (checked against Keras)."""
     setup_logging()
+    require_extra("midiseed export", ("keras", "tensorflow", "tf2onnx", "onnx"))
     from midiseed.export.onnx_export import export as run_export
 
     report = run_export(run_dir, out, int8=int8)
