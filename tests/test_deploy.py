@@ -10,6 +10,15 @@ def test_systemd_unit_runs_serve_and_stops_with_sigterm():
     assert "midiseed serve" in unit["Service"]["ExecStart"]
     assert unit["Service"]["KillSignal"] == "SIGTERM"
     assert unit["Service"]["RestartPreventExitStatus"] == "2"
+    assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"  # a reload, not a restart
+    assert unit["Service"]["LimitRTPRIO"] == "20"  # SCHED_FIFO 20 for a user that is not root
+    # the README's steps make what the unit expects: its user, its venv, its config
+    readme = (ROOT / "README.md").read_text()
+    for made in ("useradd --system", "/opt/midiseed/.venv", "/etc/midiseed/config.toml"):
+        assert made in readme
+    assert unit["Service"]["ExecStart"].startswith(
+        "/opt/midiseed/.venv/bin/midiseed serve --config /etc/midiseed/config.toml"
+    )
 
 
 def test_readme_commands_exist():
