@@ -66,6 +66,7 @@ def test_wheel_holds_the_models_the_config_and_honest_metadata(wheel):
     }
     assert shipped | {"midiseed/config.toml"} <= names
     assert "License-Expression: MIT" in meta
+    assert "License-File: LICENSE" in meta and any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "Requires-Python: >=3.11" in meta
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist: onnxruntime")]
     # the CPU build by default; the GPU build only with the [gpu] extra
