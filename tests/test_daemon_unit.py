@@ -4,6 +4,7 @@ import itertools
 import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -373,6 +374,28 @@ def test_stuck_input_note_is_released_and_counted():
     assert listener.dropped["stuck input note"] == 1 and not listener.held
     listener.note_off(0, 61, 10.0, 200.0)
     assert listener.dropped["note-off without note-on"] == 1
+
+
+def test_chords_played_legato_are_read_as_chords_whatever_the_grid_s_phase():
+    """A player lifts a chord 20 ms before the next (0.16 of a step at 120 bpm). Rounded on its own,
+    that lift became a sixteenth's rest after every chord whenever the phrase began between 0.5 and
+    0.66 of a step (the daemon's grid starts when it does): 15 events for 8 chords, seen live."""
+    for phase in np.arange(0.0, 1.0, 0.05):
+        listener = Listener(Codec().grid, 0.03)
+        for k in range(8):
+            on = phase + 4 * k  # a chord a beat, in steps
+            for pitch in (48, 55, 64):
+                listener.note_on(0, pitch + k % 2, 90, on / 8, on)
+            for pitch in (48, 55, 64):
+                listener.note_off(0, pitch + k % 2, on / 8 + 0.48, on + 3.84)
+        events, _ = listener.take_phrase()
+        assert [(len(ev.pitches), ev.steps) for ev in events[:7]] == [(3, 4)] * 7, phase
+        assert len(events) == 8 and len(events[7].pitches) == 3  # the last: its own 3.84 steps, rounded
+    staccato = Listener(Codec().grid, 0.03)  # a real lift, over half a step, stays a rest
+    for k, on in enumerate((0.0, 4.0)):
+        staccato.note_on(0, 60 + k, 90, on / 8, on)
+        staccato.note_off(0, 60 + k, on / 8 + 0.25, on + 2.0)
+    assert [ev.steps for ev in staccato.take_phrase()[0]] == [2, 2, 2]
 
 
 def test_internal_tempo_change_keeps_position_continuous():

@@ -2,18 +2,22 @@
 
 Notes are placed on the grid by the tempo source's position at the moment they arrive (so they
 follow a MIDI clock as well as our own tempo); notes starting within the chord window share one
-onset; onsets and releases are rounded to the grid, and `notes_to_events` does the rest, exactly
-as for a file.
+onset; a release less than half a step before the next onset is held to it (a lift between
+legato chords is not a rest); onsets and releases are rounded to the grid, and `notes_to_events`
+does the rest, exactly as for a file.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from midiseed.runtime.codec import Event, Grid, notes_to_events
+
+LEGATO_STEPS = 0.5  # a release this close before the next onset (in grid steps) is legato, not a rest
 
 
 @dataclass
@@ -92,10 +96,23 @@ class Listener:
         self.group = None
         if not notes:
             return [], 0
-        arr = np.array([[p, round(a), round(b)] for p, a, b, _ in notes], dtype=np.int64)
+        arr = np.array([[p, round(a), round(b)] for p, a, b, _ in self._legato(notes)], dtype=np.int64)
         arr[:, 1:] -= arr[:, 1].min()
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
+
+    @staticmethod
+    def _legato(notes: list[tuple[int, float, float, int]]) -> list[tuple[int, float, float, int]]:
+        """Each note let go less than LEGATO_STEPS before the next onset is held to it: a player's
+        lift between chords is not a rest (rounded on its own, a 20 ms lift could become one)."""
+        onsets = sorted({a for _, a, _, _ in notes})
+        out = []
+        for p, a, b, v in notes:
+            i = bisect.bisect_right(onsets, a)
+            if i < len(onsets) and 0 <= onsets[i] - b < LEGATO_STEPS:
+                b = onsets[i]
+            out.append((p, a, b, v))
+        return out
 
     def take_group(self, t: float) -> tuple[list[int], int, float] | None:
         """Once the chord window has closed: the pitches struck together (for `continue` mode), their
