@@ -391,6 +391,13 @@ def test_chords_played_legato_are_read_as_chords_whatever_the_grid_s_phase():
         events, _ = listener.take_phrase()
         assert [(len(ev.pitches), ev.steps) for ev in events[:7]] == [(3, 4)] * 7, phase
         assert len(events) == 8 and len(events[7].pitches) == 3  # the last: its own 3.84 steps, rounded
+    overlap = Listener(Codec().grid, 0.03)  # the first chord let go 37 ms after the second came
+    for pitches, on, off in (((48, 55, 64), 0.3, 4.6), ((50, 57, 65), 4.3, 8.3)):
+        for pitch in pitches:
+            overlap.note_on(0, pitch, 90, on / 8, on)
+        for pitch in pitches:
+            overlap.note_off(0, pitch, off / 8, off)
+    assert [ev.pitches for ev in overlap.take_phrase()[0]] == [(48, 55, 64), (50, 57, 65)]
     staccato = Listener(Codec().grid, 0.03)  # a real lift, over half a step, stays a rest
     for k, on in enumerate((0.0, 4.0)):
         staccato.note_on(0, 60 + k, 90, on / 8, on)

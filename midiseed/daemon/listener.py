@@ -2,9 +2,9 @@
 
 Notes are placed on the grid by the tempo source's position at the moment they arrive (so they
 follow a MIDI clock as well as our own tempo); notes starting within the chord window share one
-onset; a release less than half a step before the next onset is held to it (a lift between
-legato chords is not a rest); onsets and releases are rounded to the grid, and `notes_to_events`
-does the rest, exactly as for a file.
+onset; a release less than half a step before or after the next onset ends at it (a lift or an
+overlap between legato chords is neither a rest nor an event of both); onsets and releases are
+rounded to the grid, and `notes_to_events` does the rest, exactly as for a file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from midiseed.runtime.codec import Event, Grid, notes_to_events
 
-LEGATO_STEPS = 0.5  # a release this close before the next onset (in grid steps) is legato, not a rest
+LEGATO_STEPS = 0.5  # a release this close to the next onset (in grid steps) is legato: it ends there
 
 
 @dataclass
@@ -103,13 +103,14 @@ class Listener:
 
     @staticmethod
     def _legato(notes: list[tuple[int, float, float, int]]) -> list[tuple[int, float, float, int]]:
-        """Each note let go less than LEGATO_STEPS before the next onset is held to it: a player's
-        lift between chords is not a rest (rounded on its own, a 20 ms lift could become one)."""
+        """Each note let go less than LEGATO_STEPS before or after the next onset ends at it: a
+        player's lift between chords is not a rest, nor their overlap an event of both chords
+        (rounded on its own, a 20 ms lift or overlap could become either)."""
         onsets = sorted({a for _, a, _, _ in notes})
         out = []
         for p, a, b, v in notes:
             i = bisect.bisect_right(onsets, a)
-            if i < len(onsets) and 0 <= onsets[i] - b < LEGATO_STEPS:
+            if i < len(onsets) and abs(onsets[i] - b) < LEGATO_STEPS:
                 b = onsets[i]
             out.append((p, a, b, v))
         return out
