@@ -405,6 +405,27 @@ def test_chords_played_legato_are_read_as_chords_whatever_the_grid_s_phase():
     assert [ev.steps for ev in staccato.take_phrase()[0]] == [2, 2, 2]
 
 
+def test_with_the_internal_clock_a_phrase_is_read_from_its_own_first_onset():
+    """Nobody plays to the daemon's own grid. A phrase begun half a step into it, played 20 ms
+    unevenly (0.16 of a step), rounded on that grid, had a quarter become an eighth or a dotted
+    eighth; on a grid from its first onset it is the player's quarters."""
+    offsets = (0.0, 0.16, -0.16, 0.1, -0.1, 0.16, 0.0, -0.16)
+    read = {}
+    for own_grid in (False, True):
+        listener = Listener(Codec().grid, 0.03, own_grid=own_grid)
+        for k, off in enumerate(offsets):
+            on = 0.45 + 4 * k + off
+            listener.note_on(0, 60 + k, 90, on / 8, on)
+            listener.note_off(0, 60 + k, on / 8 + 0.48, on + 3.84)
+        read[own_grid] = [ev.steps for ev in listener.take_phrase()[0]]
+    assert read[True][:7] == [4] * 7
+    assert read[False][:7] != [4] * 7  # the daemon's grid: what the player did not play
+    assert Performer(Config(), FakeGenerator(), InternalTempo(120, 4, 0.0), print).listener.own_grid
+    assert not Performer(
+        replace(Config(), clock="midi"), FakeGenerator(), MidiClockTempo(4), print
+    ).listener.own_grid
+
+
 def test_internal_tempo_change_keeps_position_continuous():
     tempo = InternalTempo(120, 4, 0.0)
     assert tempo.position(1.0) == pytest.approx(8)

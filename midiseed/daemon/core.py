@@ -106,7 +106,13 @@ class Performer:
         self.tracker = tracker or NoteTracker(send)
         self.stats = stats if stats is not None else Stats()
         channels = {c - 1 for c in cfg.in_channels}
-        self.listener = Listener(self.grid, cfg.chord_ms / 1000, channels, self.stats.input_dropped)
+        self.listener = Listener(  # with our own clock, each phrase on a grid from its first onset
+            self.grid,
+            cfg.chord_ms / 1000,
+            channels,
+            self.stats.input_dropped,
+            own_grid=cfg.clock == "internal",
+        )
         self.mode = cfg.mode
         self.out_channel = cfg.out_channel - 1
         self.velocity = cfg.velocity or 80

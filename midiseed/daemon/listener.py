@@ -39,8 +39,13 @@ class Listener:
         chord_seconds: float,
         channels: set[int] | None = None,
         dropped: Counter[str] | None = None,
+        own_grid: bool = False,
     ) -> None:
-        """`dropped` counts what is ignored, by reason (the run's, kept across reloads)."""
+        """`dropped` counts what is ignored, by reason (the run's, kept across reloads).
+        `own_grid`: a phrase is read on a grid of its own, from its first onset, not on the tempo
+        source's (with the internal clock, which nobody plays to: its phase against the player's
+        beat is chance, and rounding on it turns a player's small unevenness into other note values)."""
+        self.own_grid = own_grid
         self.grid = grid
         self.chord_seconds = chord_seconds
         self.channels = channels or set()  # 0..15; empty = all
@@ -96,7 +101,9 @@ class Listener:
         self.group = None
         if not notes:
             return [], 0
-        arr = np.array([[p, round(a), round(b)] for p, a, b, _ in self._legato(notes)], dtype=np.int64)
+        base = min(a for _, a, _, _ in notes) if self.own_grid else 0.0
+        notes = [(p, a - base, b - base, v) for p, a, b, v in self._legato(notes)]
+        arr = np.array([[p, round(a), round(b)] for p, a, b, _ in notes], dtype=np.int64)
         arr[:, 1:] -= arr[:, 1].min()
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
