@@ -97,3 +97,18 @@ def jack():
     if proc is not None:
         proc.terminate()
         proc.wait(10)
+
+
+def check_decoding_key(tmp_path: Path, key: str, good: str, bad: str):
+    """config.toml's `[decoding] key = good` reaches the served generator (returned, to be looked
+    at), and `key = bad` is refused naming the key."""
+    from midiseed.daemon.config import load
+    from midiseed.daemon.service import Service
+
+    conf = tmp_path / "config.toml"
+    conf.write_text(f"[decoding]\n{key} = {good}\n")
+    generator = Service._generator(load(conf))
+    conf.write_text(f"[decoding]\n{key} = {bad}\n")
+    with pytest.raises(ValueError, match=key):
+        load(conf)
+    return generator

@@ -9,6 +9,7 @@ from midiseed.evaluate.behaviour import loop_share
 from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.generate import Generator
 from midiseed.runtime.sampling import MAX_ANCHOR, Decoding, Grammar, Steering
+from tests.conftest import check_decoding_key
 from tests.test_loop_guard import FixedEngine
 
 codec = Codec()
@@ -116,19 +117,13 @@ def test_anchor_from_config_cc_and_generate_with_the_shipped_model(tmp_path):
     from typer.testing import CliRunner
 
     from midiseed.cli import app
-    from midiseed.daemon.config import Config, load
-    from midiseed.daemon.service import Service
+    from midiseed.daemon.config import Config
     from midiseed.runtime.codec import Grid, notes_to_events
     from midiseed.runtime.midifile import read_notes
     from tests.test_daemon_unit import Rig
 
     assert Config().anchor == 0  # off by default (MODEL_CARD, "Long answers")
-    conf = tmp_path / "config.toml"
-    conf.write_text("[decoding]\nanchor = 64\n")
-    assert Service._generator(load(conf)).decoding.anchor == 64
-    conf.write_text("[decoding]\nanchor = 5000\n")
-    with pytest.raises(ValueError, match="anchor"):
-        load(conf)
+    assert check_decoding_key(tmp_path, "anchor", "64", "5000").decoding.anchor == 64
     rig = Rig()
     rig.at(0.0, [0xB0, 108, 64])
     assert rig.gen.decoding.anchor == 64

@@ -12,6 +12,7 @@ from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.generate import Generator
 from midiseed.runtime.memory import Memory
 from midiseed.runtime.sampling import Decoding, loop_refusals, periodic_runs
+from tests.conftest import check_decoding_key
 
 codec = Codec()
 
@@ -171,18 +172,12 @@ def test_pitch_guard_from_config_and_generate_with_the_shipped_model(tmp_path):
     from typer.testing import CliRunner
 
     from midiseed.cli import app
-    from midiseed.daemon.config import Config, load
-    from midiseed.daemon.service import Service
+    from midiseed.daemon.config import Config
     from midiseed.runtime.codec import Grid, notes_to_events
     from midiseed.runtime.midifile import read_notes
 
     assert not Config().pitch_guard  # off by default (MODEL_CARD, "Loop guard")
-    conf = tmp_path / "config.toml"
-    conf.write_text("[decoding]\npitch_guard = true\n")
-    assert Service._generator(load(conf)).decoding.pitch_guard
-    conf.write_text("[decoding]\npitch_guard = 1\n")
-    with pytest.raises(ValueError, match="pitch_guard"):
-        load(conf)
+    assert check_decoding_key(tmp_path, "pitch_guard", "true", "1").decoding.pitch_guard
     grid = Grid()
     seed_events = len(PROGRESSION.split())
     shares = []

@@ -10,6 +10,7 @@ from midiseed.runtime.codec import Codec, Event
 from midiseed.runtime.generate import Generator
 from midiseed.runtime.memory import HALF, LONGEST, MEMORY_WEIGHT, MIN_MATCH, SHARPNESS, Memory
 from midiseed.runtime.sampling import Decoding
+from tests.conftest import check_decoding_key
 
 codec = Codec()
 V = len(codec)
@@ -156,16 +157,10 @@ def test_config_and_generate_reach_the_memory(tmp_path):
     from typer.testing import CliRunner
 
     from midiseed.cli import app
-    from midiseed.daemon.config import Config, load
-    from midiseed.daemon.service import Service
+    from midiseed.daemon.config import Config
 
     assert Config().memory == 0  # off by default: it stalls on repeated progressions (MODEL_CARD)
-    conf = tmp_path / "config.toml"
-    conf.write_text("[decoding]\nmemory = 0.95\n")
-    assert Service._generator(load(conf)).memory.weight == 0.95
-    conf.write_text("[decoding]\nmemory = 1.5\n")
-    with pytest.raises(ValueError, match="memory"):
-        load(conf)
+    assert check_decoding_key(tmp_path, "memory", "0.95", "1.5").memory.weight == 0.95
     # generate: the same seed answered with and without the memory
     outs = []
     for weight in ("0", "0.95"):
