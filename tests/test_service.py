@@ -109,10 +109,13 @@ def sock(tmp_path):
     return str(tmp_path / "status.sock")  # never the socket of a daemon running on this machine
 
 
-def start(generator, sock: str, make_generator=None, **cfg) -> tuple[Service, FakePorts, FakeClock]:
+def start(
+    generator, sock: str, make_generator=None, reload_config=None, **cfg
+) -> tuple[Service, FakePorts, FakeClock]:
     """A service at 120 bpm (a step is 0.125 s) on a fake clock; realtime off: run() happens in
     the test process itself, which must not become SCHED_FIFO. `make_generator` makes every
-    model's generator when `generator` is None (at start and at each reload)."""
+    model's generator when `generator` is None (at start and at each reload); `reload_config`
+    gives the config a reload switches to."""
     clock = FakeClock()
     holder = {}
 
@@ -122,9 +125,25 @@ def start(generator, sock: str, make_generator=None, **cfg) -> tuple[Service, Fa
 
     settings = replace(Config(), realtime=False, status_socket=sock, **cfg)
     service = Service(
-        settings, clock=clock, generator=generator, open_ports=open_ports, make_generator=make_generator
+        settings,
+        clock=clock,
+        generator=generator,
+        open_ports=open_ports,
+        make_generator=make_generator,
+        reload_config=reload_config,
     )
     return service, holder["ports"], clock
+
+
+def counting_generators() -> tuple[list[Config], object]:
+    """(the configs a generator was made for, a `make_generator` that records them)."""
+    made: list[Config] = []
+
+    def make_generator(cfg: Config) -> FakeGenerator:
+        made.append(cfg)
+        return FakeGenerator()
+
+    return made, make_generator
 
 
 def file_generator(cfg: Config) -> FakeGenerator:
@@ -295,21 +314,8 @@ def test_reload_switches_config_and_model_keeps_ports_counters_and_refuses_bad_o
             raise offer
         return offer
 
-    made = []
-
-    def make_generator(cfg):
-        made.append(cfg)
-        return FakeGenerator()
-
-    clock = FakeClock()
-    service = Service(
-        base,
-        clock=clock,
-        generator=FakeGenerator(),
-        open_ports=lambda backend, wake: FakePorts(clock, wake),
-        reload_config=reread,
-        make_generator=make_generator,
-    )
+    made, make_generator = counting_generators()
+    service, _, _ = start(FakeGenerator(), sock, make_generator, reread)
     first_ports, first_stats = service.ports, service.stats
     service.performer.handle([0x90, 60, 90], 0.0)
     service._reload()
@@ -334,20 +340,9 @@ def test_reload_of_an_unchanged_setup_goes_on_playing_and_a_model_exported_again
 
     model = tmp_path / "m.onnx"
     shutil.copy(DEFAULT_MODEL, model)
-    base = replace(Config(), realtime=False, status_socket=sock, model=str(model), answer_beats=16)
-    made = []
-
-    def make_generator(cfg):
-        made.append(cfg)
-        return FakeGenerator()
-
-    clock = FakeClock()
-    service = Service(
-        base,
-        clock=clock,
-        open_ports=lambda backend, wake: FakePorts(clock, wake),
-        reload_config=lambda: replace(base),
-        make_generator=make_generator,
+    made, make_generator = counting_generators()
+    service, _, _ = start(
+        None, sock, make_generator, lambda: replace(service.cfg), model=str(model), answer_beats=16
     )
     service.performer.handle([0x90, 60, 90], 0.0)
     service.performer.handle([0x80, 60, 0], 0.4)
@@ -370,15 +365,7 @@ def test_reload_applies_the_log_settings_it_can_and_refuses_the_ones_that_need_a
         replace(base, log_level="warning", status_seconds=2.0, record=str(tmp_path)),
         replace(base, log_level="warning", status_seconds=2.0, status_socket=sock + "2"),
     ]
-    clock = FakeClock()
-    service = Service(
-        base,
-        clock=clock,
-        generator=FakeGenerator(),
-        open_ports=lambda backend, wake: FakePorts(clock, wake),
-        reload_config=lambda: offers.pop(0),
-        make_generator=lambda cfg: FakeGenerator(),
-    )
+    service, _, clock = start(FakeGenerator(), sock, lambda cfg: FakeGenerator(), lambda: offers.pop(0))
     level = logging.getLogger().level
     try:
         service._reload()  # said "reloaded", and went on logging at info without a status line
