@@ -92,6 +92,15 @@ class Generator:
         return self.anchored if self.anchoring else self.followed
 
     @property
+    def anchored(self) -> Steering:
+        """What the anchor holds an answer to: the phrase followed, in its own register and bass
+        (`Steering.follow(anchor=True)`), worked out when the anchor first asks for it, not at
+        every prime (`continue` mode primes at every chord)."""
+        if self._anchored is None:
+            self._anchored = Steering.follow(self._phrase, self.codec.grid.max_poly, anchor=True)
+        return self._anchored
+
+    @property
     def anchoring(self) -> bool:
         """Whether the anchor holds the answer now: it follows the phrase (no steering set by hand)
         and has run `Decoding.anchor` events since it."""
@@ -101,7 +110,9 @@ class Generator:
     def reset(self) -> None:
         """Forget everything heard and played (a steering set by hand stays)."""
         self.state = self.engine.zero_state()
-        self.followed = self.anchored = Steering()
+        self.followed = Steering()
+        self._phrase: Sequence[Event] = ()  # the phrase followed
+        self._anchored: Steering | None = Steering()
         self.answered = 0  # events played since the phrase last heard
         self.grammar = Grammar(self.codec, steering=self.in_force)
         self.logits: np.ndarray | None = None
@@ -122,7 +133,7 @@ class Generator:
         phrase = events if follow is None else follow
         if any(ev.pitches for ev in phrase):
             self.followed = Steering.follow(phrase, self.codec.grid.max_poly)
-            self.anchored = Steering.follow(phrase, self.codec.grid.max_poly, anchor=True)
+            self._phrase, self._anchored = tuple(phrase), None
             self.answered = 0
             self.loop_allow = periodic_runs(phrase, self.decoding.loop_guard)
             self.pitch_allow = periodic_runs([ev.pitches for ev in phrase], self.decoding.loop_guard)
