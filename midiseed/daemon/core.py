@@ -255,7 +255,7 @@ class Performer:
         decoding) stays, unless the re-read config changed that very setting: then the file wins.
         Returns the names of the settings kept."""
         was, now = old.cfg, self.cfg
-        playing = old.gen.decoding  # read first: the new performer may share the old one's generator
+        playing = old.gen.decoding  # the decoding the player had (the new generator has the file's)
 
         def file(cfg: Config, name: str, mode: str):  # what the file asks for in that mode
             return file_pitch_guard(cfg, mode) if name == "pitch_guard" else getattr(cfg, name)
