@@ -248,9 +248,10 @@ def tokenize_folder(
     if out.is_dir() and not is_store(out) and not only_store_files(out):
         raise DataError(f"--out {out} is a folder that is not a token store and not empty")
     source = str(midi_dir.resolve())
-    made_from = _source_of(out)
+    meta = _meta_of(out)
+    made_from = meta.get("source") if meta else None  # None: made before stores said
     if made_from not in (None, source):  # another folder, or this one moved: what would it drop?
-        stored = {e["path"] for e in iter_manifest(out, read_meta(out))}
+        stored = {e["path"] for e in iter_manifest(out, meta)}
         dropped = len(stored - {p.relative_to(midi_dir).as_posix() for p in paths})
         if dropped:
             raise DataError(
@@ -264,14 +265,15 @@ def tokenize_folder(
     return report
 
 
-def _source_of(out: Path) -> str | None:
-    """The data folder a store was made from (None: no store, or one made before stores said)."""
+def _meta_of(out: Path) -> dict | None:
+    """store.json of the store at `out` (None: no store, or one unreadable or of another format,
+    which is made again from scratch anyway)."""
     if not is_store(out):
         return None
     try:
-        return read_meta(out).get("source")
+        return read_meta(out)
     except DataError:
-        return None  # unreadable or another format: it is made again from scratch anyway
+        return None
 
 
 def _update(
