@@ -6,6 +6,8 @@ Anything else that escapes a command is a bug, and shows its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input a user can fix: a missing or unreadable file, a value out of range, no MIDI system.
@@ -19,8 +21,6 @@ class BadValue(UserError, ValueError):
 def output_file(path, option: str) -> None:
     """BadValue (before anything is written) unless `path` can be written as a file: not a folder,
     and in a folder that exists."""
-    from pathlib import Path
-
     path = Path(path)
     if path.is_dir():
         raise BadValue(f"{option} {path} is a folder; give a file name")
@@ -31,8 +31,6 @@ def output_file(path, option: str) -> None:
 def output_folder(path, option: str) -> None:
     """BadValue (before anything is written) when `path` exists and is not a folder, or sits under
     a file."""
-    from pathlib import Path
-
     path = Path(path)
     for p in (path, *path.parents):
         if p.exists():

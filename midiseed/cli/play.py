@@ -138,10 +138,8 @@ def generate(
     if seed_file is not None:
         from midiseed.training.corpus import Limits, bound_notes
 
-        try:
-            notes, cuts = bound_notes(
-                read_notes(seed_file, grid), grid, Limits()
-            )  # a note of years: 64 beats
+        try:  # bounded as the tokeniser bounds a file: a note of years lasts 64 beats
+            notes, cuts = bound_notes(read_notes(seed_file, grid), grid, Limits())
         except MidiReadError as err:
             raise MidiReadError(f"--seed-file {seed_file}: {err}") from None
         for cut in cuts:
