@@ -37,8 +37,9 @@ def stream_live(gen: Generator, phrase: list[Event], events: int = 64, bpm: floa
     plan.sort()
     chords = len({start for _, start, _ in notes.tolist()})  # each onset a group the Performer reads
     played: list[Event] = []
-    marks: list[int] = []  # len(played) at each chord read (the Performer's re-seeding, which may
-    choose, reseed = gen.next_event, perf._reseed  # prime the generator more than once)
+    # len(played) at each chord read: where the Performer re-seeds (it may prime more than once)
+    marks: list[int] = []
+    choose, reseed = gen.next_event, perf._reseed
 
     def next_event(require_notes: bool = False) -> Event:
         played.append(choose(require_notes=require_notes))

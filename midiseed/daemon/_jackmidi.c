@@ -10,8 +10,8 @@
  *
  * Each incoming message is stamped on CLOCK_MONOTONIC (Python's time.monotonic) when the process
  * callback that takes it in runs: within a period or two of its arrival, however long the main
- * thread takes to read it. A chord played while the daemon is busy (generating, starting up) is still heard as
- * one chord, on the beat it was played.
+ * thread takes to read it. A chord played while the daemon is busy (generating, starting up) is
+ * still heard as one chord, on the beat it was played.
  *
  * The JACK API used is declared below rather than included, so the module builds without JACK's
  * development headers; it links against the libjack.so.0 that jackd2 installs.
@@ -319,7 +319,7 @@ static PyObject *Client_alive(Client *c, void *closure) {
 }
 
 static PyMethodDef Client_methods[] = {
-    {"read", (PyCFunction)Client_read, METH_NOARGS, "Every message that arrived since the last read, in order, as (time.monotonic() when its period began, bytes)."},
+    {"read", (PyCFunction)Client_read, METH_NOARGS, "Every message that arrived since the last read, in order, as (time.monotonic() it was taken in at, bytes)."},
     {"send", (PyCFunction)Client_send, METH_O, "Queue one message for the output port's next period."},
     {"connect", (PyCFunction)Client_connect, METH_VARARGS, "jack_connect(source, destination): 0 = connected."},
     {"ports", (PyCFunction)Client_ports, METH_VARARGS, "Full names of the MIDI input (True) or output ports."},
