@@ -405,6 +405,36 @@ def test_chords_played_legato_are_read_as_chords_whatever_the_grid_s_phase():
     assert [ev.steps for ev in staccato.take_phrase()[0]] == [2, 2, 2]
 
 
+def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():
+    """Repeated notes played legato by a sequencer or with human timing: the second G comes 0.2 of
+    a step before the first is let go. That late release is the first note's: it used to end the
+    new note too, read as a sixteenth and a rest, and the chord phrase's answer collapsed."""
+    listener = Listener(Codec().grid, 0.03)
+    played = []
+    for pitches, on, off in (((55, 59, 62), 0.0, 4.1), ((55, 60, 64), 3.9, 7.8), ((55, 59, 62), 8.0, 11.8)):
+        played += [(on, listener.note_on, pitch, 90) for pitch in pitches]
+        played += [(off, listener.note_off, pitch) for pitch in pitches]
+    for pos, handler, *message in sorted(played, key=lambda m: m[0]):
+        handler(0, *message, pos / 8, pos)
+    events, _ = listener.take_phrase()
+    assert [(ev.pitches, ev.steps) for ev in events] == [
+        ((55, 59, 62), 4),
+        ((55, 60, 64), 4),
+        ((55, 59, 62), 4),
+    ]
+    assert listener.dropped == {"duplicate note-on": 1} and not listener.held and not listener.owed
+    once = Listener(Codec().grid, 0.03)  # a device that re-strikes with no release between: on, on, off
+    once.note_on(0, 60, 90, 0.0, 0.0)
+    once.note_on(0, 60, 90, 0.25, 2.0)
+    once.note_off(0, 60, 0.75, 6.0)  # long after the re-strike: the new note's own release
+    assert [(ev.pitches, ev.steps) for ev in once.take_phrase()[0]] == [((60,), 2), ((60,), 4)]
+    thrice = Listener(Codec().grid, 0.03)  # struck three times within half a step: no note is lost
+    for pos in (0.0, 0.1, 0.2):
+        thrice.note_on(0, 60, 90, pos / 8, pos)
+    thrice.note_off(0, 60, 0.5, 4.0)
+    assert not thrice.held and len(thrice.finished) == 3
+
+
 def test_with_the_internal_clock_a_phrase_is_read_from_its_own_first_onset():
     """Nobody plays to the daemon's own grid. A phrase begun half a step into it, played 20 ms
     unevenly (0.16 of a step), rounded on that grid, had a quarter become an eighth or a dotted

@@ -50,6 +50,8 @@ class Listener:
         self.chord_seconds = chord_seconds
         self.channels = channels or set()  # 0..15; empty = all
         self.held: dict[tuple[int, int], tuple[float, int]] = {}  # (channel, pitch) -> (onset pos, velocity)
+        # (channel, pitch) -> where a held pitch was struck again: its old note's release is still to come
+        self.owed: dict[tuple[int, int], float] = {}
         self.finished: list[tuple[int, float, float, int]] = []  # pitch, onset pos, release pos, velocity
         self.group: Group | None = None
         self.last_release_t: float | None = None
@@ -68,10 +70,20 @@ class Listener:
         self.group.pitches.append(pitch)
         if (channel, pitch) in self.held:
             self.dropped["duplicate note-on"] += 1
-            self.note_off(channel, pitch, t, pos)
+            self._end(channel, pitch, t, pos)
+            self.owed[(channel, pitch)] = pos
         self.held[(channel, pitch)] = (pos, velocity)
 
     def note_off(self, channel: int, pitch: int, t: float, pos: float) -> None:
+        # A pitch struck again before it was let go (overlapping notes from a sequencer, two
+        # controllers, or legato repeated notes played with human timing): the first release soon
+        # after is the old note's, which ended at the re-strike, not the new one's. A release that
+        # comes later ends the new note (a device that sends on, on, off).
+        struck_again = self.owed.pop((channel, pitch), None)
+        if struck_again is None or pos - struck_again >= LEGATO_STEPS:
+            self._end(channel, pitch, t, pos)
+
+    def _end(self, channel: int, pitch: int, t: float, pos: float) -> None:
         start = self.held.pop((channel, pitch), None)
         if start is None:
             self.dropped["note-off without note-on"] += 1
@@ -84,7 +96,7 @@ class Listener:
         for (channel, pitch), (onset, _) in list(self.held.items()):
             if pos - onset > max_steps:
                 self.dropped["stuck input note"] += 1
-                self.note_off(channel, pitch, t, pos)
+                self._end(channel, pitch, t, pos)
 
     def phrase_ready(self, t: float, silence_seconds: float) -> bool:
         return (
