@@ -405,6 +405,23 @@ def test_chords_played_legato_are_read_as_chords_whatever_the_grid_s_phase():
     assert [ev.steps for ev in staccato.take_phrase()[0]] == [2, 2, 2]
 
 
+def test_a_long_note_let_go_a_little_early_is_not_followed_by_a_rest():
+    """A whole note let go at 95% of its length lifts 0.8 of a step before the next: under the half
+    step that makes any lift legato, it was read as a sixteenth rest. A lift under an eighth of
+    the note's length is articulation; a quarter's sixteenth rest (a lift of a whole step) stays."""
+    listener = Listener(Codec().grid, 0.03)
+    for k, (on, played) in enumerate(((0.0, 15.2), (16.0, 4.0), (21.0, 7.6), (29.0, 3.8))):  # 16, 4 + 1, 8, 4
+        listener.note_on(0, 60 + k, 90, on / 8, on)
+        listener.note_off(0, 60 + k, (on + played) / 8, on + played)
+    assert [(ev.pitches, ev.steps) for ev in listener.take_phrase()[0]] == [
+        ((60,), 16),
+        ((61,), 4),
+        ((), 1),
+        ((62,), 8),
+        ((63,), 4),
+    ]
+
+
 def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():
     """Repeated notes played legato by a sequencer or with human timing: the second G comes 0.2 of
     a step before the first is let go. That late release is the first note's: it used to end the

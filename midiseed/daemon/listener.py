@@ -3,7 +3,8 @@
 Notes are placed on the grid by the tempo source's position at the moment they arrive (so they
 follow a MIDI clock as well as our own tempo); notes starting within the chord window share one
 onset; a release less than half a step before or after the next onset ends at it (a lift or an
-overlap between legato chords is neither a rest nor an event of both); onsets and releases are
+overlap between legato chords is neither a rest nor an event of both), as does a lift under an
+eighth of the note's length (a long note let go a little early); onsets and releases are
 rounded to the grid, and `notes_to_events` does the rest, exactly as for a file.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from midiseed.runtime.codec import Event, Grid, notes_to_events
 
 LEGATO_STEPS = 0.5  # a release this close to the next onset (in grid steps) is legato: it ends there
+LIFT_SHARE = 1 / 8  # and a lift under this share of the note's sounding length (articulation, not a rest)
 
 
 @dataclass
@@ -124,12 +126,14 @@ class Listener:
     def _legato(notes: list[tuple[int, float, float, int]]) -> list[tuple[int, float, float, int]]:
         """Each note let go less than LEGATO_STEPS before or after the next onset ends at it: a
         player's lift between chords is not a rest, nor their overlap an event of both chords
-        (rounded on its own, a 20 ms lift or overlap could become either)."""
+        (rounded on its own, a 20 ms lift or overlap could become either). A lift under LIFT_SHARE
+        of the note's sounding length ends there too: a whole note let go 5% early is not followed
+        by a sixteenth rest."""
         onsets = sorted({a for _, a, _, _ in notes})
         out = []
         for p, a, b, v in notes:
             i = bisect.bisect_right(onsets, a)
-            if i < len(onsets) and abs(onsets[i] - b) < LEGATO_STEPS:
+            if i < len(onsets) and abs(onsets[i] - b) < max(LEGATO_STEPS, (b - a) * LIFT_SHARE):
                 b = onsets[i]
             out.append((p, a, b, v))
         return out
