@@ -420,6 +420,19 @@ def test_a_long_note_let_go_a_little_early_is_not_followed_by_a_rest():
         ((62,), 8),
         ((63,), 4),
     ]
+    voices = Listener(Codec().grid, 0.03)  # a held bass let go 1.2 steps early, across the upper voice's move
+    notes = ((48, 0.0, 22.8), (64, 0.0, 11.4), (67, 12.0, 23.4))
+    for pitch, on, _ in notes:
+        voices.note_on(0, pitch, 90, on / 8, on)
+    for pitch, _, off in sorted(notes, key=lambda n: n[2]):
+        voices.note_off(0, pitch, off / 8, off)
+    voices.note_on(0, 50, 90, 3.0, 24.0)
+    voices.note_off(0, 50, 3.5, 28.0)
+    assert [(ev.pitches, ev.steps) for ev in voices.take_phrase()[0]] == [
+        ((48, 64), 12),
+        ((48, 67), 12),
+        ((50,), 4),
+    ]
 
 
 def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():

@@ -2,9 +2,9 @@
 
 Notes are placed on the grid by the tempo source's position at the moment they arrive (so they
 follow a MIDI clock as well as our own tempo); notes starting within the chord window share one
-onset; a release less than half a step before or after the next onset ends at it (a lift or an
-overlap between legato chords is neither a rest nor an event of both), as does a lift under an
-eighth of the note's length (a long note let go a little early); onsets and releases are
+onset; a release less than half a step before or after the onset nearest it ends there (a lift
+or an overlap between legato chords is neither a rest nor an event of both), as does a lift under
+an eighth of the note's length (a long note let go a little early); onsets and releases are
 rounded to the grid, and `notes_to_events` does the rest, exactly as for a file.
 """
 
@@ -124,7 +124,7 @@ class Listener:
 
     @staticmethod
     def _legato(notes: list[tuple[int, float, float, int]]) -> list[tuple[int, float, float, int]]:
-        """Each note let go less than LEGATO_STEPS before or after the next onset ends at it: a
+        """Each note let go less than LEGATO_STEPS before or after an onset ends at it: a
         player's lift between chords is not a rest, nor their overlap an event of both chords
         (rounded on its own, a 20 ms lift or overlap could become either). A lift under LIFT_SHARE
         of the note's sounding length ends there too: a whole note let go 5% early is not followed
@@ -132,9 +132,15 @@ class Listener:
         onsets = sorted({a for _, a, _, _ in notes})
         out = []
         for p, a, b, v in notes:
-            i = bisect.bisect_right(onsets, a)
-            if i < len(onsets) and abs(onsets[i] - b) < max(LEGATO_STEPS, (b - a) * LIFT_SHARE):
-                b = onsets[i]
+            # the onset nearest the release, of those after the note's start (a voice held across
+            # other voices' onsets ends at the one it was let go near)
+            j = bisect.bisect_left(onsets, b)
+            near = [o for o in onsets[max(j - 1, 0) : j + 1] if o > a]
+            if near:
+                nearest = min(near, key=lambda o: abs(o - b))
+                lift = max(LEGATO_STEPS, (b - a) * LIFT_SHARE)  # an overlap past it: LEGATO_STEPS
+                if -LEGATO_STEPS < nearest - b < lift:
+                    b = nearest
             out.append((p, a, b, v))
         return out
 
