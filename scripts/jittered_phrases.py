@@ -9,13 +9,14 @@ oneills1850, and the README's 8-chord chorale phrase) is played TRIALS times: ev
 a normal jitter (sd JITTER steps; 0.15 is 19 ms at 120 bpm), the phrase started at a random point of
 the grid, each note let go at 95% of its length (the README phrase: 0.48 s of each 0.5 s chord, as
 its live check plays it). The Listener reads it as the daemon would with its internal clock (a grid
-from the phrase's first onset; `--daemon-grid`: on the daemon's own grid, as before 27 Nov), and the
+phased to fit the phrase's onsets; `--daemon-grid`: on the daemon's own grid, as before 27 Nov), and the
 served generator answers it: 64 events (the README phrase: 8, as its answer lasts).
 
 Printed per collection: answers, how many collapsed (at most 2 distinct chords), and the medians of
 the texture and rhythm factors and the in-key share against the seed as played without jitter
-(`midiseed.evaluate.follow.compare`). The rules behind the legato and grid choices (27 Nov) were
-decided on these figures on the validation split. About 2 minutes on the 2-core build machine.
+(`midiseed.evaluate.follow.compare`). The rules behind the Listener's legato, re-strike and grid
+choices (27 Nov) were decided on these figures on the validation split (BENCHMARKS.md, "Live
+phrases read as played"). About 1 minute on the 2-core build machine.
 """
 
 import sys

@@ -486,6 +486,20 @@ def test_with_the_internal_clock_a_phrase_is_read_from_its_own_first_onset():
     ).listener.own_grid
 
 
+def test_a_phrase_s_own_grid_fits_all_its_onsets_not_the_first_alone():
+    """The first chord came 0.4 of a step early and the fourth 0.15 late. Measured from the first
+    onset, the fourth sat 12.55 steps on and was read a step late (4, 4, 5, 3); on the grid that
+    fits every onset it is where it was played."""
+    listener = Listener(Codec().grid, 0.03, own_grid=True)
+    for k, off in enumerate((-0.4, 0.0, 0.0, 0.15, 0.0, 0.0, 0.0, 0.0)):
+        on = 10.0 + 4 * k + off
+        for pitch in (55, 59, 62):
+            listener.note_on(0, pitch + k % 2, 90, on / 8, on)
+        for pitch in (55, 59, 62):  # let go on time
+            listener.note_off(0, pitch + k % 2, (on - off + 3.84) / 8, on - off + 3.84)
+    assert [ev.steps for ev in listener.take_phrase()[0]][:7] == [4] * 7
+
+
 def test_internal_tempo_change_keeps_position_continuous():
     tempo = InternalTempo(120, 4, 0.0)
     assert tempo.position(1.0) == pytest.approx(8)

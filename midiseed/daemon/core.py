@@ -106,7 +106,7 @@ class Performer:
         self.tracker = tracker or NoteTracker(send)
         self.stats = stats if stats is not None else Stats()
         channels = {c - 1 for c in cfg.in_channels}
-        self.listener = Listener(  # with our own clock, each phrase on a grid from its first onset
+        self.listener = Listener(  # with our own clock, each phrase on a grid fitted to its onsets
             self.grid,
             cfg.chord_ms / 1000,
             channels,

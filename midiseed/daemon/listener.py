@@ -44,7 +44,7 @@ class Listener:
         own_grid: bool = False,
     ) -> None:
         """`dropped` counts what is ignored, by reason (the run's, kept across reloads).
-        `own_grid`: a phrase is read on a grid of its own, from its first onset, not on the tempo
+        `own_grid`: a phrase is read on a grid of its own, phased to fit its onsets, not on the tempo
         source's (with the internal clock, which nobody plays to: its phase against the player's
         beat is chance, and rounding on it turns a player's small unevenness into other note values)."""
         self.own_grid = own_grid
@@ -115,12 +115,19 @@ class Listener:
         self.group = None
         if not notes:
             return [], 0
-        base = min(a for _, a, _, _ in notes) if self.own_grid else 0.0
+        base = self._phase({a for _, a, _, _ in notes}) if self.own_grid else 0.0
         notes = [(p, a - base, b - base, v) for p, a, b, v in self._legato(notes)]
         arr = np.array([[p, round(a), round(b)] for p, a, b, _ in notes], dtype=np.int64)
         arr[:, 1:] -= arr[:, 1].min()
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
+
+    @staticmethod
+    def _phase(onsets: set[float]) -> float:
+        """The grid's phase that fits the onsets best: the circular mean of their fractional
+        positions (from the first onset alone, that onset's own unevenness moved every other)."""
+        angles = 2 * np.pi * np.array(sorted(onsets))
+        return float(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean()) / (2 * np.pi))
 
     @staticmethod
     def _legato(notes: list[tuple[int, float, float, int]]) -> list[tuple[int, float, float, int]]:
