@@ -335,6 +335,27 @@ def test_block_chords_are_answered_with_block_chords_and_the_guard_memory_and_an
     assert player.left_on() == set()
 
 
+def test_chords_a_sequencer_overlaps_on_a_shared_pitch_are_heard_as_played(daemon_factory):
+    """A DAW part whose chords overlap by 20 ms: the second chord strikes the C again before the
+    first lets it go. Read on real ports, that late release ended the new C too, and three chords
+    were heard as four events (the second split in two)."""
+    daemon, player = daemon_factory("overlap", answer_beats=("performance", 1), bpm=("timing", 240))
+    played = []
+    for k, chord in enumerate(((60, 64, 67), (60, 65, 69), (59, 62, 67))):
+        on = 0.25 * k  # a beat at 240 bpm
+        played += [(on, [0x90, pitch, 100]) for pitch in chord]
+        played += [(on + (0.27 if k < 2 else 0.24), [0x80, pitch, 0]) for pitch in chord]
+    start = time.monotonic()
+    for at, message in sorted(played, key=lambda m: m[0]):
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        player.send(message)
+    player.wait_for_notes(1)
+    time.sleep(0.5)
+    assert daemon.stop() == 0
+    assert "heard a phrase of 3 events" in daemon.output(), daemon.output()
+    assert player.left_on() == set()
+
+
 def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
     """Streaming at the fastest tempo while a flood of clock pulses and notes comes in and two
     busy processes compete for the two cores: SIGTERM still ends it, every note off, within 1 s."""
