@@ -195,6 +195,28 @@ def test_continue_mode_streams_and_every_note_reseeds():
     assert rig.gen.resets == 0  # continue keeps the state and adds to it
 
 
+def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_ends():
+    """The model reads a struck note as half a beat. The stream used to start on the daemon's next
+    step, a sixteenth (and the grids' phase difference) before the model's next event was meant:
+    after notes on the beat, the stream fell a sixteenth after it. It now goes on half a beat after
+    the note: in the player's own time with the internal clock, on the DAW's grid with MIDI clock."""
+    rig = Rig(mode="continue", chord_ms=30)  # 120 bpm: half a beat is 0.25 s
+    rig.at(0.03, [0x90, 60, 90])
+    rig.at(0.2, [0x80, 60, 0])
+    rig.advance(1.0)
+    assert rig.ons()[0][0] == pytest.approx(0.28)  # not 0.125 s, the daemon's next step
+    assert rig.gen.primed[-1][-1].steps == 2
+    midi = Rig(clock="midi", mode="continue", chord_ms=30)
+    pulse = 60 / (120 * 24)  # 6 pulses a step
+    midi.at(0.0, [0xFA])
+    for k in range(96):
+        if k == 7:  # struck just after step 1's pulse: read on the DAW's step 1
+            midi.at(k * pulse + 0.001, [0x90, 60, 90])
+        midi.at((k + 1) * pulse, [0xF8])
+    first = midi.ons()[0][0]
+    assert first == pytest.approx((1 + 18) * pulse, abs=0.003)  # step 3 (the first pulse is step 0)
+
+
 def test_an_end_of_call_cc_read_late_starts_the_answer_on_the_next_beat_from_now():
     rig = Rig(answer_beats=1, silence_beats=8)
     rig.perf._now = lambda: rig.now  # the service's clock

@@ -369,9 +369,11 @@ def test_sigterm_under_load_is_obeyed_within_a_second(daemon_factory):
     hogs = []
     try:
         hogs += [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-        for i in range(2000):  # about 2 s of input: a note every 20 messages, the rest clock pulses
-            player.send([0x90, 48 + i % 24, 100] if i % 20 == 0 else [0xF8])
-            if i % 20 == 10:
+        # about 2 s of input: clock pulses, and in the first half second a note every 20 messages (the
+        # stream goes on half a beat after each, so it plays through the rest)
+        for i in range(2000):
+            player.send([0x90, 48 + i % 24, 100] if i % 20 == 0 and i < 500 else [0xF8])
+            if i % 20 == 10 and i < 500:
                 player.send([0x80, 48 + (i - 10) % 24, 0])
             time.sleep(0.001)
         assert len(player.note_ons()) > 10  # it is streaming

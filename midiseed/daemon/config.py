@@ -40,7 +40,7 @@ class Config:
     clock: str = "internal"  # internal | midi
     bpm: float = 120.0
     chord_ms: float = 30.0  # notes starting this close together form one chord
-    quantize_start: bool = True  # start answers on the grid (False: as soon as they are ready)
+    quantize_start: bool = True  # start answers and the stream in time (False: as soon as ready)
     realtime: bool = True  # ask for real-time scheduling (SCHED_FIFO) where the system allows it
     # [performance]
     mode: str = "respond"  # respond | continue

@@ -372,6 +372,17 @@ class Performer:
         spb = self.grid.steps_per_beat
         return math.ceil(pos / spb - 1e-9) * spb if self.mode == "respond" else math.ceil(pos - 1e-9)
 
+    def _stream_from(self, onset: float, read_steps: int, pos: float) -> float:
+        """Where `continue` mode's stream goes on after a chord struck at `onset` that the model read
+        as `read_steps` long: where that reading ends, so the model's time is the player's (from the
+        next step of the daemon's grid, its events fell a sixteenth and the grids' phase difference
+        off the beat they meant). With the internal clock in the player's own phase, with a MIDI
+        clock on the DAW's grid; never before now. Without quantize_start: as soon as ready."""
+        if not self.cfg.quantize_start:
+            return pos
+        heard = onset if self.listener.own_grid else round(onset)
+        return max(heard + read_steps, pos)
+
     def _answer(self, t: float, pos: float) -> None:
         events, velocity = self.listener.take_phrase()
         if not events:
@@ -410,7 +421,7 @@ class Performer:
         self.gen.prime([newest], follow=[*phrase, newest])
         self._apply_steering()
         self.velocity = self.cfg.velocity or velocity or 80
-        self.cursor = self._start_at(pos)
+        self.cursor = self._stream_from(onset, newest.steps, pos)
         self.rest_steps = None
         self.end = None
         self.stats["reseeds"] += 1
