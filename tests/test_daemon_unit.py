@@ -217,6 +217,30 @@ def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_en
     assert first == pytest.approx((1 + 18) * pulse, abs=0.003)  # step 3 (the first pulse is step 0)
 
 
+def test_continue_mode_s_stream_does_not_sound_over_the_player_s_next_note():
+    """The stream goes on half a beat after a note: where a player playing eighths strikes the next.
+    It used to stop only when that chord was read, 30 ms on, so each of their notes came with a
+    stray stream note. Now a note-on stops the stream's notes at once, and the stream's note-ons
+    that fall due while the chord is forming are not sent."""
+    early = Rig(mode="continue", chord_ms=30)
+    play(early, 0.0, 60, 0.2)
+    early.at(0.24, [0x90, 62, 90])  # 10 ms before the stream's note at 0.25 s
+    early.advance(0.3)
+    assert [p for t, p in early.ons() if t < 0.3] == []  # nothing over the player's note
+    late = Rig(mode="continue", chord_ms=30)
+    play(late, 0.0, 60, 0.2)
+    late.advance(0.255)
+    (t_on, first), *_ = late.ons()
+    assert t_on == pytest.approx(0.25)  # the stream came in: the player is late
+    late.at(0.26, [0x90, 62, 90])
+    assert late.sent[-1] == (0.26, [0x80, first, 0])  # and stops at once when they play
+    late.advance(0.285)
+    assert [p for t, p in late.ons() if t > 0.25] == []  # nothing more until the chord is read
+    assert len(late.gen.primed) == 1
+    late.advance(0.3)
+    assert len(late.gen.primed) == 2
+
+
 def test_an_end_of_call_cc_read_late_starts_the_answer_on_the_next_beat_from_now():
     rig = Rig(answer_beats=1, silence_beats=8)
     rig.perf._now = lambda: rig.now  # the service's clock

@@ -154,6 +154,11 @@ class Performer:
             if self.mode == "respond" and self.cursor is not None:
                 log.info("played over the answer: stopping it")
                 self.cancel()
+            elif self.mode == "continue":
+                # the player comes in where the stream goes on (half a beat after their last note):
+                # its notes stop now and the ones falling due are held back (`_send_due`) until the
+                # chord is read and re-seeds it; what the model planned and read stays as it was
+                self.tracker.release_all()
             self.listener.note_on(channel, a, b, t, pos)
             self.last_heard = [a]
             log.debug("in  note %d vel %d ch %d at step %.2f", a, b, channel + 1, pos)
@@ -308,10 +313,13 @@ class Performer:
         return self._now() if self._now is not None else t
 
     def _send_due(self, pos: float) -> None:
+        group = self.listener.group
+        forming = self.mode == "continue" and group is not None and not group.taken
         while self.plan and self.plan[0][0] <= pos + 1e-9:
             _, kind, _, pitch = heapq.heappop(self.plan)
             if kind == ON:
-                self.tracker.note_on(self.out_channel, pitch, self.velocity)
+                if not forming:  # a chord being struck: not over it (see `handle`)
+                    self.tracker.note_on(self.out_channel, pitch, self.velocity)
             else:
                 self.tracker.note_off(self.out_channel, pitch)
             if log.isEnabledFor(logging.DEBUG):
