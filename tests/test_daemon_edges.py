@@ -37,19 +37,20 @@ class SlowGenerator(FakeGenerator):
 
 def test_notes_go_out_when_due_though_generating_a_beat_takes_longer_than_the_wait(tmp_path):
     # Each event costs less than the guard, but a beat of them (4 one-step events) costs more than
-    # the 3 ms from the re-seed at 0.247 s (a note at 0, read when its 247 ms chord window closes)
-    # to the first note at 0.25 s (half a beat after the note, at 120 bpm). Judged by the time the
-    # tick began, the first note looked 3 ms away all beat long and went out ~50 ms late; judged by
-    # the clock, generation stops in time for it.
+    # the 3 ms from the moment the phrase is over (a beat of silence after the release at 0.497 s)
+    # to the answer's first note on the next beat, at 1.0 s. Judged by the time the tick began, the
+    # first note looked 3 ms away all beat long and went out late; judged by the clock, generation
+    # stops in time for it.
     cost = 0.0015
     assert cost < SEND_GUARD_SECONDS < 4 * cost
     gen = SlowGenerator(cost)
-    service, ports, clock = start(gen, str(tmp_path / "s.sock"), mode="continue", chord_ms=247)
+    service, ports, clock = start(gen, str(tmp_path / "s.sock"), silence_beats=1, answer_beats=1, chord_ms=0)
     gen.clock = clock
     clock.at(0.0, ports.feed, [0x90, 60, 100])
-    clock.at(1.0, service.stop)
+    clock.at(0.497, ports.feed, [0x80, 60, 0])
+    clock.at(2.0, service.stop)
     assert service.run() == 0
-    assert ports.ons() == [(0.25, 61), (0.375, 62), (0.5, 63), (0.625, 64), (0.75, 60), (0.875, 61)]
+    assert ports.ons() == [(1.0, 61), (1.125, 62), (1.25, 63), (1.375, 64)]
 
 
 def test_a_bad_record_folder_is_a_user_error_before_any_port_opens(tmp_path):

@@ -204,7 +204,9 @@ def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_en
     rig.at(0.03, [0x90, 60, 90])
     rig.at(0.2, [0x80, 60, 0])
     rig.advance(1.0)
-    assert rig.ons()[0][0] == pytest.approx(0.28)  # not 0.125 s, the daemon's next step
+    (first, _), (second, _), *_ = rig.ons()
+    assert second == pytest.approx(0.28 + 0.5)  # in the player's time: 0.28 s (not the daemon's
+    assert first == pytest.approx(0.28 + 0.03)  # next step, 0.125 s), its first note a chord window late
     assert rig.gen.primed[-1][-1].steps == 2
     midi = Rig(clock="midi", mode="continue", chord_ms=30)
     pulse = 60 / (120 * 24)  # 6 pulses a step
@@ -213,32 +215,31 @@ def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_en
         if k == 7:  # struck just after step 1's pulse: read on the DAW's step 1
             midi.at(k * pulse + 0.001, [0x90, 60, 90])
         midi.at((k + 1) * pulse, [0xF8])
-    first = midi.ons()[0][0]
-    assert first == pytest.approx((1 + 18) * pulse, abs=0.003)  # step 3 (the first pulse is step 0)
+    first = midi.ons()[0][0]  # step 3 (the first pulse is step 0), a chord window late
+    assert first == pytest.approx((1 + 18) * pulse + 0.03, abs=0.003)
 
 
 def test_continue_mode_s_stream_does_not_sound_over_the_player_s_next_note():
     """The stream goes on half a beat after a note: where a player playing eighths strikes the next.
     It used to stop only when that chord was read, 30 ms on, so each of their notes came with a
-    stray stream note. Now a note-on stops the stream's notes at once, and the stream's note-ons
-    that fall due while the chord is forming are not sent."""
-    early = Rig(mode="continue", chord_ms=30)
-    play(early, 0.0, 60, 0.2)
-    early.at(0.24, [0x90, 62, 90])  # 10 ms before the stream's note at 0.25 s
-    early.advance(0.3)
-    assert [p for t, p in early.ons() if t < 0.3] == []  # nothing over the player's note
+    stray stream note. Now its first note waits a chord window past its time, a note-on stops the
+    stream's notes at once, and its note-ons falling due while a chord forms are not sent."""
+    for struck in (0.24, 0.26, 0.279):  # 10 ms early, 10 and 29 ms late for the stream's 0.25 s
+        player = Rig(mode="continue", chord_ms=30)
+        play(player, 0.0, 60, 0.2)
+        player.at(struck, [0x90, 62, 90])
+        player.advance(struck + 0.035)  # the chord is read and the stream planned again
+        assert len(player.gen.primed) == 2
+        assert player.ons() == [], struck  # nothing over the player's note
     late = Rig(mode="continue", chord_ms=30)
     play(late, 0.0, 60, 0.2)
-    late.advance(0.255)
-    (t_on, first), *_ = late.ons()
-    assert t_on == pytest.approx(0.25)  # the stream came in: the player is late
-    late.at(0.26, [0x90, 62, 90])
-    assert late.sent[-1] == (0.26, [0x80, first, 0])  # and stops at once when they play
-    late.advance(0.285)
-    assert [p for t, p in late.ons() if t > 0.25] == []  # nothing more until the chord is read
-    assert len(late.gen.primed) == 1
-    late.advance(0.3)
-    assert len(late.gen.primed) == 2
+    late.advance(0.29)
+    ((t_on, first),) = late.ons()
+    assert t_on == pytest.approx(0.28)  # a player 30 ms late or more: the stream came in
+    late.at(0.3, [0x90, 62, 90])
+    assert late.sent[-1] == (0.3, [0x80, first, 0])  # and stops at once when they play
+    late.advance(0.32)
+    assert len(late.ons()) == 1  # nothing more until the chord is read
 
 
 def test_an_end_of_call_cc_read_late_starts_the_answer_on_the_next_beat_from_now():

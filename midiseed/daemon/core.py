@@ -122,6 +122,8 @@ class Performer:
         self.end: float | None = None  # where the answer stops (None: a steady stream)
         self.sounding_planned: set[int] = set()
         self.rest_steps: int | None = None  # rest generated since the last notes (None: nothing yet)
+        # continue mode: the stream's first notes after a chord wait this long past their time (steps)
+        self.entry_wait = 0.0
         self.last_heard: list[int] = []  # for the live view
         # continue mode: the recent chords struck, as (grid position of the onset, pitches)
         self.struck: list[tuple[float, tuple[int, ...]]] = []
@@ -366,7 +368,9 @@ class Performer:
                 self._push(at, OFF, pitch)
         for pitch, held in wanted.items():
             if not (held and pitch in self.sounding_planned):
-                self._push(at, ON, pitch)
+                self._push(at + min(self.entry_wait, ev.steps / 2), ON, pitch)
+        if ev.pitches:
+            self.entry_wait = 0.0
         self.sounding_planned = set(ev.pitches)
         end = at + ev.steps
         self.cursor = min(end, self.end) if self.end is not None else end
@@ -431,6 +435,10 @@ class Performer:
         self.velocity = self.cfg.velocity or velocity or 80
         self.cursor = self._stream_from(onset, newest.steps, pos)
         self.rest_steps = None
+        if self.cfg.quantize_start:
+            # it comes in where a steady player's next note falls: a player a little late (within
+            # the chord window) silences it unheard (`handle`), and it is that much late otherwise
+            self.entry_wait = min(self.listener.chord_seconds / self.tempo.step_seconds, newest.steps / 2)
         self.end = None
         self.stats["reseeds"] += 1
         log.debug("re-seeded with %s", pitches)
@@ -448,6 +456,7 @@ class Performer:
     # ---- stopping ----------------------------------------------------------------------------
     def cancel(self) -> None:
         """Drop the planned answer and release what is sounding."""
+        self.entry_wait = 0.0
         self.plan.clear()
         self.cursor = self.end = None
         self.sounding_planned = set()
