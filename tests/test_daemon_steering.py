@@ -85,9 +85,9 @@ def test_answer_beats_0_answers_as_long_as_the_call():
     play(rig, 0.35, 64, 0.5)  # four steps: a call of six steps, 1.5 beats
     rig.advance(5.0)
     ons = rig.ons()
-    assert ons[0][0] == 1.5  # the beat after the silence
+    assert ons[0][0] == pytest.approx(1.6)  # the player's beat after the silence (their beats: 0.1 + k / 2)
     last = max(t for t, m in rig.sent if m[0] & 0xF0 == 0x80)
-    assert last == 1.5 + 6 * 0.125  # the answer ends after as many steps as the call took
+    assert last == pytest.approx(1.6 + 6 * 0.125)  # the answer ends after as many steps as the call took
     assert rig.sounding_after() == set()
 
 

@@ -56,7 +56,7 @@ class Rig:
     """A performer at 120 bpm (a step = 0.125 s) with a recording output and a fake clock."""
 
     def __init__(self, clock: str = "internal", generator=None, **cfg) -> None:
-        self.cfg = replace(Config(), **cfg)
+        self.cfg = replace(Config(), clock=clock, **cfg)
         self.gen = generator or FakeGenerator()
         self.tempo = MidiClockTempo(4) if clock == "midi" else InternalTempo(120, 4, 0.0)
         self.now = 0.0
@@ -180,6 +180,22 @@ def test_chords_group_within_the_window_and_channels_filter():
     rig.advance(1.5)
     assert rig.gen.primed[-1] == [Event((60, 64), (False, False), 2)]
     assert rig.perf.stats["ignored: other channel"] == 1
+
+
+def test_with_the_internal_clock_the_answer_comes_in_on_the_player_s_beat():
+    """The daemon's own grid is silent while the player plays, and its phase against theirs is
+    chance: a phrase begun 0.1 s into it (0.8 of a step) was answered 0.1 s off the player's beat.
+    The answer now starts on the next beat of the phrase's own grid; with MIDI clock, the DAW's."""
+    rig = Rig(answer_beats=1)
+    play(rig, 0.1, 60, 0.25)  # two eighths from 0.1 s: the player's beats are 0.1 + k / 2
+    play(rig, 0.35, 64, 0.25)
+    rig.advance(2.0)  # a beat of silence from 0.6 s: ready at 1.1, on their beat
+    assert rig.ons()[0][0] == pytest.approx(1.1)
+    late = Rig(answer_beats=1)
+    play(late, 0.1, 60, 0.25)
+    play(late, 0.35, 64, 0.3)  # let go 50 ms later: ready at 1.15, so the next beat, 1.6
+    late.advance(2.5)
+    assert late.ons()[0][0] == pytest.approx(1.6)
 
 
 def test_continue_mode_streams_and_every_note_reseeds():
@@ -512,7 +528,7 @@ def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():
     assert not thrice.held and len(thrice.finished) == 3
 
 
-def test_with_the_internal_clock_a_phrase_is_read_from_its_own_first_onset():
+def test_with_the_internal_clock_a_phrase_is_read_on_a_grid_of_its_own():
     """Nobody plays to the daemon's own grid. A phrase begun half a step into it, played 20 ms
     unevenly (0.16 of a step), rounded on that grid, had a quarter become an eighth or a dotted
     eighth; on a grid from its first onset it is the player's quarters."""

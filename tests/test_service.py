@@ -156,19 +156,19 @@ def file_generator(cfg: Config) -> FakeGenerator:
     return gen
 
 
-def play_phrase(clock: FakeClock, ports: FakePorts, t: float = 0.1) -> None:
-    """C4 then E4, 0.2 s each: the last release at t + 0.4."""
+def play_phrase(clock: FakeClock, ports: FakePorts, t: float = 0.1, length: float = 0.2) -> None:
+    """C4 then E4, `length` s each: the last release at t + 2 * length."""
     for i, pitch in enumerate((60, 64)):
-        clock.at(t + 0.2 * i, ports.feed, [0x90, pitch, 90])
-        clock.at(t + 0.2 * i + 0.2, ports.feed, [0x80, pitch, 0])
+        clock.at(t + length * i, ports.feed, [0x90, pitch, 90])
+        clock.at(t + length * i + length, ports.feed, [0x80, pitch, 0])
 
 
 def test_answer_notes_go_out_exactly_when_due_and_only_a_due_note_is_spun_for(sock):
     service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
-    play_phrase(clock, ports)  # last release 0.5 s: a beat of silence ends at 1.0 s, on a beat
+    play_phrase(clock, ports, 0.0, 0.25)  # two eighths: a beat of silence ends at 1.0 s, on their beat
     clock.at(3.0, service.stop)
     assert service.run() == 0
-    # the answer starts on the beat the silence ends on; then SCRIPT: C4 for 4 steps, D4+E4
+    # the answer starts on the player's next beat; then SCRIPT: C4 for 4 steps, D4+E4
     assert ports.ons()[:3] == [(1.0, 60), (1.5, 62), (1.5, 64)]
     spun_for = {deadline for _, deadline, spin in clock.waits if spin == SPIN_SECONDS}
     sent_at = {t for t, _ in ports.sent}
@@ -597,7 +597,7 @@ def test_status_line_and_live_view_are_made_from_one_snapshot(sock):
     from midiseed.daemon.status import live_line, status_line
 
     service, ports, clock = start(FakeGenerator(), sock, answer_beats=4)
-    play_phrase(clock, ports)
+    play_phrase(clock, ports, 0.0, 0.25)  # the answer starts on the player's beat at 1.0 s
     lines = {}
     clock.at(1.0001, lambda: lines.update(info=service.status()))
     clock.at(1.2, service.stop)

@@ -378,11 +378,15 @@ class Performer:
     def _push(self, pos: float, kind: int, pitch: int) -> None:
         heapq.heappush(self.plan, (pos, kind, next(self._order), pitch))
 
-    def _start_at(self, pos: float) -> float:
+    def _start_at(self, pos: float, beat_at: float = 0.0) -> float:
+        """Where an answer (or a stream restarted by the transport) starts, from `pos`: on the next
+        beat of a grid with a beat at `beat_at` in respond mode, the next step in continue mode."""
         if not self.cfg.quantize_start:
             return pos
         spb = self.grid.steps_per_beat
-        return math.ceil(pos / spb - 1e-9) * spb if self.mode == "respond" else math.ceil(pos - 1e-9)
+        if self.mode == "respond":
+            return beat_at + math.ceil((pos - beat_at) / spb - 1e-9) * spb
+        return math.ceil(pos - 1e-9)
 
     def _stream_from(self, onset: float, read_steps: int, pos: float) -> float:
         """Where `continue` mode's stream goes on after a chord struck at `onset` that the model read
@@ -404,7 +408,9 @@ class Performer:
         self.gen.prime(events)
         self._apply_steering()  # what the generator follows just changed
         self.velocity = self.cfg.velocity or velocity or 80
-        self.cursor = self._start_at(pos)
+        # with our own clock on the player's beat (the phrase's grid, beats from its first onset):
+        # the daemon's grid is silent while they play, and its phase against theirs is chance
+        self.cursor = self._start_at(pos, self.listener.origin if self.listener.own_grid else 0.0)
         self.rest_steps = None
         spb = self.grid.steps_per_beat
         beats = self.cfg.answer_beats or sum(ev.steps for ev in events) / spb  # 0: as long as the call

@@ -56,6 +56,7 @@ class Listener:
         self.owed: dict[tuple[int, int], float] = {}
         self.finished: list[tuple[int, float, float, int]] = []  # pitch, onset pos, release pos, velocity
         self.group: Group | None = None
+        self.origin: float | None = None  # where the last phrase taken began, on its own grid
         self.last_release_t: float | None = None
         self.dropped: Counter[str] = dropped if dropped is not None else Counter()
 
@@ -116,6 +117,8 @@ class Listener:
         if not notes:
             return [], 0
         base = self._phase({a for _, a, _, _ in notes}) if self.own_grid else 0.0
+        first = min(a for _, a, _, _ in notes)
+        self.origin = base + round(first - base)  # the first onset, on the grid the phrase is read on
         notes = [(p, a - base, b - base, v) for p, a, b, v in self._legato(notes)]
         arr = np.array([[p, round(a), round(b)] for p, a, b, _ in notes], dtype=np.int64)
         arr[:, 1:] -= arr[:, 1].min()
