@@ -483,6 +483,11 @@ def test_a_long_note_let_go_a_little_early_is_not_followed_by_a_rest():
         ((62,), 8),
         ((63,), 4),
     ]
+    moving = Listener(Codec().grid, 0.03)  # a whole note let go 1.1 steps early, another voice moving
+    for pitch, on, off in ((48, 0.0, 14.9), (64, 0.0, 14.0), (65, 14.0, 16.0), (60, 16.0, 20.0)):
+        moving.note_on(0, pitch, 90, on / 8, on)
+        moving.note_off(0, pitch, off / 8, off)
+    assert [ev.steps for ev in moving.take_phrase()[0]] == [14, 2, 4]  # the bass lasts to 16, no rest
     voices = Listener(Codec().grid, 0.03)  # a held bass let go 1.2 steps early, across the upper voice's move
     notes = ((48, 0.0, 22.8), (64, 0.0, 11.4), (67, 12.0, 23.4))
     for pitch, on, _ in notes:
@@ -521,6 +526,18 @@ def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():
     once.note_on(0, 60, 90, 0.25, 2.0)
     once.note_off(0, 60, 0.75, 6.0)  # long after the re-strike: the new note's own release
     assert [(ev.pitches, ev.steps) for ev in once.take_phrase()[0]] == [((60,), 2), ((60,), 4)]
+    short = Listener(Codec().grid, 0.03)  # on, on, off, the off soon after: a short second note
+    short.note_on(0, 60, 90, 0.0, 0.0)
+    short.note_on(0, 60, 90, 0.25, 2.0)
+    short.note_off(0, 60, 0.28, 2.25)  # taken for the old note's, while no other comes
+    assert not short.phrase_ready(0.7, 0.5) and short.phrase_ready(0.78, 0.5)  # a beat later: over
+    assert [(ev.pitches, ev.steps) for ev in short.take_phrase()[0]] == [((60,), 2), ((60,), 1)]
+    assert not short.held and not short.swallowed
+    moved = Listener(Codec().grid, 0.03)  # the position went back (a DAW's Start) after a re-strike
+    moved.note_on(0, 60, 90, 0.0, 8.0)
+    moved.note_on(0, 60, 90, 0.1, 8.2)
+    moved.note_off(0, 60, 2.0, 0.3)  # a release at the new position 0.3 ends the note
+    assert not moved.held
     thrice = Listener(Codec().grid, 0.03)  # struck three times within half a step: no note is lost
     for pos in (0.0, 0.1, 0.2):
         thrice.note_on(0, 60, 90, pos / 8, pos)

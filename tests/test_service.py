@@ -318,11 +318,17 @@ def test_reload_switches_config_and_model_keeps_ports_counters_and_refuses_bad_o
     service, _, _ = start(FakeGenerator(), sock, make_generator, reread)
     first_ports, first_stats = service.ports, service.stats
     service.performer.handle([0x90, 60, 90], 0.0)
+    service.performer.handle([0x90, 64, 90], 0.0)
+    service.performer.handle([0x90, 64, 90], 0.0)  # struck again: its old release still to come
     service._reload()
     assert service.performer.mode == "continue" and service.tempo.bpm == 200
-    assert service.performer.stats is first_stats and service.status()["notes_in"] == 1
+    assert service.performer.stats is first_stats and service.status()["notes_in"] == 3
     service.performer.handle([0x80, 60, 0], 0.5)  # the key held through the reload is let go
-    assert not service.performer.listener.held and not service.stats.input_dropped
+    service.performer.handle([0x80, 64, 0], 0.0)  # the old E's release: the new E is still down
+    assert service.performer.listener.held.keys() == {(0, 64)}
+    service.performer.handle([0x80, 64, 0], 0.6)
+    assert not service.performer.listener.held
+    assert service.stats.input_dropped == {"duplicate note-on": 1}
     assert len(made) == 1 and service.ports is first_ports
     service._reload()  # a bad file: logged, the running config stays
     assert service.cfg.mode == "continue"

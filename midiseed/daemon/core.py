@@ -470,8 +470,7 @@ class Performer:
 
     def panic(self) -> None:
         """Cancel, forget what was heard, then note-offs and All Notes Off on every channel we used."""
-        self.listener.held.clear()
-        self.listener.take_phrase()
+        self.listener.forget()
         self.struck.clear()
         self.plan.clear()
         self.cursor = self.end = None

@@ -54,6 +54,9 @@ class Listener:
         self.held: dict[tuple[int, int], tuple[float, int]] = {}  # (channel, pitch) -> (onset pos, velocity)
         # (channel, pitch) -> where a held pitch was struck again: its old note's release is still to come
         self.owed: dict[tuple[int, int], float] = {}
+        # (channel, pitch) -> (t, pos) of a release soon after a re-strike, taken as the old note's
+        # while the new one is still held: if no other release comes, the note ended there
+        self.swallowed: dict[tuple[int, int], tuple[float, float]] = {}
         self.finished: list[tuple[int, float, float, int]] = []  # pitch, onset pos, release pos, velocity
         self.group: Group | None = None
         self.origin: float | None = None  # where the last phrase taken began, on its own grid
@@ -71,6 +74,7 @@ class Listener:
         else:
             self.group = Group(t, pos)
         self.group.pitches.append(pitch)
+        self.swallowed.pop((channel, pitch), None)
         if (channel, pitch) in self.held:
             self.dropped["duplicate note-on"] += 1
             self._end(channel, pitch, t, pos)
@@ -81,12 +85,25 @@ class Listener:
         # A pitch struck again before it was let go (overlapping notes from a sequencer, two
         # controllers, or legato repeated notes played with human timing): the first release soon
         # after is the old note's, which ended at the re-strike, not the new one's. A release that
-        # comes later ends the new note (a device that sends on, on, off).
-        struck_again = self.owed.pop((channel, pitch), None)
-        if struck_again is None or pos - struck_again >= LEGATO_STEPS:
+        # comes later ends the new note; so does one soon after, if no other comes before the
+        # phrase is read (a device that sends on, on, off: `phrase_ready`, `take_phrase`).
+        key = (channel, pitch)
+        struck_again = self.owed.pop(key, None)
+        if struck_again is not None and 0 <= pos - struck_again < LEGATO_STEPS and key in self.held:
+            self.swallowed[key] = (t, pos)
+            self.last_release_t = t
+        else:
             self._end(channel, pitch, t, pos)
 
+    def forget(self) -> None:
+        """Every key up and nothing heard (a panic)."""
+        self.held.clear()
+        self.owed.clear()
+        self.swallowed.clear()
+        self.take_phrase()
+
     def _end(self, channel: int, pitch: int, t: float, pos: float) -> None:
+        self.swallowed.pop((channel, pitch), None)
         start = self.held.pop((channel, pitch), None)
         if start is None:
             self.dropped["note-off without note-on"] += 1
@@ -102,15 +119,18 @@ class Listener:
                 self._end(channel, pitch, t, pos)
 
     def phrase_ready(self, t: float, silence_seconds: float) -> bool:
+        # a note whose only release came soon after its re-strike counts as let go there
         return (
             bool(self.finished)
-            and not self.held
+            and all(key in self.swallowed for key in self.held)
             and self.last_release_t is not None
             and (t - self.last_release_t >= silence_seconds)
         )
 
     def take_phrase(self) -> tuple[list[Event], int]:
         """The finished notes as events (and their mean velocity); the listener starts afresh."""
+        for key, (t, pos) in list(self.swallowed.items()):
+            self._end(*key, t, pos)  # its only release came soon after its re-strike: it ended there
         notes = self.finished
         self.finished = []
         self.group = None
@@ -142,15 +162,15 @@ class Listener:
         onsets = sorted({a for _, a, _, _ in notes})
         out = []
         for p, a, b, v in notes:
-            # the onset nearest the release, of those after the note's start (a voice held across
-            # other voices' onsets ends at the one it was let go near)
+            # the onsets either side of the release, of those after the note's start (a voice held
+            # across other voices' onsets ends at one it was let go near): the next within the lift
+            # allowed, the one before within an overlap's, the nearer if both
             j = bisect.bisect_left(onsets, b)
-            near = [o for o in onsets[max(j - 1, 0) : j + 1] if o > a]
+            lift = max(LEGATO_STEPS, (b - a) * LIFT_SHARE)
+            near = [o for o in onsets[j : j + 1] if o - b < lift]
+            near += [o for o in onsets[max(j - 1, 0) : j] if o > a and b - o < LEGATO_STEPS]
             if near:
-                nearest = min(near, key=lambda o: abs(o - b))
-                lift = max(LEGATO_STEPS, (b - a) * LIFT_SHARE)  # an overlap past it: LEGATO_STEPS
-                if -LEGATO_STEPS < nearest - b < lift:
-                    b = nearest
+                b = min(near, key=lambda o: abs(o - b))
             out.append((p, a, b, v))
         return out
 
