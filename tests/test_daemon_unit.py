@@ -233,6 +233,10 @@ def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_en
         midi.at((k + 1) * pulse, [0xF8])
     first = midi.ons()[0][0]  # step 3 (the first pulse is step 0), a chord window late
     assert first == pytest.approx((1 + 18) * pulse + 0.03, abs=0.003)
+    slow = Rig(mode="continue", chord_ms=300)  # read after half a beat: the player's next step
+    slow.at(0.03, [0x90, 60, 90])
+    slow.advance(1.0)
+    assert slow.ons()[0][0] == pytest.approx(0.03 + (3 + 1) * 0.125)  # step 3, and a step's wait
 
 
 def test_continue_mode_s_stream_does_not_sound_over_the_player_s_next_note():

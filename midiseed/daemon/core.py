@@ -393,11 +393,12 @@ class Performer:
         as `read_steps` long: where that reading ends, so the model's time is the player's (from the
         next step of the daemon's grid, its events fell a sixteenth and the grids' phase difference
         off the beat they meant). With the internal clock in the player's own phase, with a MIDI
-        clock on the DAW's grid; never before now. Without quantize_start: as soon as ready."""
+        clock on the DAW's grid; never before now (read late, on that grid's next step). Without
+        quantize_start: as soon as ready."""
         if not self.cfg.quantize_start:
             return pos
-        heard = onset if self.listener.own_grid else round(onset)
-        return max(heard + read_steps, pos)
+        start = (onset if self.listener.own_grid else round(onset)) + read_steps
+        return start + max(0, math.ceil(pos - start - 1e-9))
 
     def _answer(self, t: float, pos: float) -> None:
         events, velocity = self.listener.take_phrase()
@@ -443,7 +444,8 @@ class Performer:
         self.rest_steps = None
         if self.cfg.quantize_start:
             # it comes in where a steady player's next note falls: a player a little late (within
-            # the chord window) silences it unheard (`handle`), and it is that much late otherwise
+            # the chord window, at most a step and half the note) silences it unheard (`handle`),
+            # and it is that much late otherwise
             self.entry_wait = min(self.listener.chord_seconds / self.tempo.step_seconds, newest.steps / 2)
         self.end = None
         self.stats["reseeds"] += 1
