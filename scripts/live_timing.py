@@ -1,21 +1,25 @@
-"""Where `continue` mode's stream falls in time, against the player's: on made-up time, through the
-daemon's own Performer (served model and decoding, internal clock, 120 bpm).
+"""Where the daemon's answers and stream fall in time, against the player's: on made-up time,
+through the daemon's own Performer (served model and decoding, internal clock, 120 bpm).
 
-    python scripts/continue_timing.py [SPLIT] [SEEDS]
+    python scripts/live_timing.py [SPLIT] [SEEDS]
         (defaults: validation, 20 seeds a collection)
 
-1. After a phrase: the first 32 events of held-out pieces of bach, palestrina, essenFolksong and
-   oneills1850 (pieces of at least 48 events), played note by note from a random point of the
-   daemon's grid, each note let go at 95% of its length. Of the stream's first 16 onsets after the
-   last note: the median distance from the player's sixteenths (in steps), and the share on the
-   piece's beats, beside the share of the piece's own next 16 onsets.
-2. While the player plays: 8 trials of 32 steady notes (eighths, then quarters), onsets moved by a
-   normal jitter of sd 0.15 of a step (19 ms). The stream's notes heard while the player plays:
-   how many, and how many of them sound for under 60 ms (stray notes over the player's).
+Seeds: the first 32 events of held-out pieces of bach, palestrina, essenFolksong and oneills1850
+(pieces of at least 48 events), played note by note from a random point of the daemon's grid, each
+note let go at 95% of its length.
+1. `respond`: where the answer's first onset falls against the player's beat (beats counted from
+   the phrase's first onset): the median distance in steps.
+2. `continue`, after the phrase: of the stream's first 16 onsets after the last note, the median
+   distance from the player's sixteenths (in steps), and the share on the piece's beats, beside
+   the share of the piece's own next 16 onsets.
+3. `continue`, while the player plays: 8 trials of 32 steady notes (eighths, then quarters),
+   onsets moved by a normal jitter of sd 0.15 of a step (19 ms). The stream's notes heard while
+   the player plays: how many, and how many of them sound for under 60 ms (stray notes over the
+   player's).
 
-The changes of 27 Nov to where the stream goes on (BENCHMARKS.md, "continue mode in time") were
-decided on these figures on the validation split. About 1 minute on the 2-core build machine;
-needs data/music21 (scripts/make_music21_model.sh exports it).
+The changes of 27 Nov to when answers and the stream come in (BENCHMARKS.md, "Answers and the
+stream in the player's time") were decided on these figures on the validation split. About 1
+minute on the 2-core build machine; needs data/music21 (scripts/make_music21_model.sh exports it).
 """
 
 import sys
@@ -40,13 +44,15 @@ ONSETS = 16  # stream onsets measured after the phrase
 SHORT_SECONDS = 0.06
 
 
-def run(gen, notes: list[tuple[float, float, int]], until: float) -> list[tuple[float, list[int]]]:
-    """Notes (onset, release, pitch in seconds) into a continue-mode Performer ticked every
-    millisecond of made-up time up to `until`; what it sent, with times."""
+def run(
+    gen, notes: list[tuple[float, float, int]], until: float, mode: str = "continue"
+) -> list[tuple[float, list[int]]]:
+    """Notes (onset, release, pitch in seconds) into a Performer in `mode` ticked every millisecond
+    of made-up time up to `until`; what it sent, with times."""
     out: list[tuple[float, list[int]]] = []
     now = [0.0]
     gen.reset()
-    cfg = replace(Config(), mode="continue", bpm=BPM, realtime=False)
+    cfg = replace(Config(), mode=mode, bpm=BPM, realtime=False, answer_beats=4)
     steps_per_beat = gen.codec.grid.steps_per_beat
     perf = Performer(
         cfg, gen, InternalTempo(BPM, steps_per_beat, 0.0), lambda m: out.append((now[0], list(m)))
@@ -62,24 +68,54 @@ def run(gen, notes: list[tuple[float, float, int]], until: float) -> list[tuple[
     return out
 
 
-def after_a_phrase(gen, split: str, n_seeds: int, rng) -> None:
+def seeds(gen, split: str, n_seeds: int) -> dict[str, list]:
+    """Held-out pieces of at least 48 events whose first 32 make a usable seed, per collection."""
     grid = gen.codec.grid
-    step = 60 / BPM / grid.steps_per_beat
     corpus = load_corpus(Path("data/music21"), grid)
     _, files, _ = choose_split(gen.engine.info.meta, corpus.files, split)
     notes_of = dict(zip(corpus.files, corpus.notes))
-    print(f"{split}: after a phrase of 32 events, the stream's first {ONSETS} onsets")
+    chosen = {}
     for coll in COLLECTIONS:
-        chosen = [f for f in files if collection_of(f) == coll]
-        pieces = piece_events([notes_of[f] for f in chosen], grid, [0])
-        pieces = [p for p in pieces if len(p) >= 48 and usable_seed(p[:32])][:n_seeds]
+        pieces = piece_events([notes_of[f] for f in files if collection_of(f) == coll], grid, [0])
+        chosen[coll] = [p for p in pieces if len(p) >= 48 and usable_seed(p[:32])][:n_seeds]
+    return chosen
+
+
+def played(piece, start: float, step: float) -> list[tuple[float, float, int]]:
+    """The piece's first 32 events as notes from `start`, each let go at 95% of its length."""
+    notes = events_to_notes(piece[:32]).tolist()
+    return [(start + a * step, start + (a + 0.95 * (b - a)) * step, p) for p, a, b in notes]
+
+
+def answers(gen, chosen: dict[str, list], rng) -> None:
+    steps_per_beat = gen.codec.grid.steps_per_beat
+    step = 60 / BPM / steps_per_beat
+    print("respond: the answer's first onset against the player's beat (beats from their first note)")
+    for coll, pieces in chosen.items():
+        offsets = []
+        for piece in pieces:
+            start = 0.05 + rng.uniform(0, steps_per_beat) * step
+            notes = played(piece, start, step)
+            out = run(gen, notes, max(b for _, b, _ in notes) + 6.0, "respond")
+            ons = sorted(t for t, m in out if m[0] & 0xF0 == 0x90 and m[2])
+            if ons:
+                beats = (ons[0] - start) / step / steps_per_beat
+                offsets.append(abs(beats - round(beats)) * steps_per_beat)
+        print(
+            f"  {coll:14s} answers {len(offsets):3d}  off the player's beat (median) "
+            f"{np.median(offsets):.3f} step"
+        )
+
+
+def after_a_phrase(gen, chosen: dict[str, list], rng) -> None:
+    grid = gen.codec.grid
+    step = 60 / BPM / grid.steps_per_beat
+    print(f"continue: after a phrase of 32 events, the stream's first {ONSETS} onsets")
+    for coll, pieces in chosen.items():
         offsets, on_beat, music = [], [], []
         for piece in pieces:
             start = 0.05 + rng.uniform(0, 1) * step
-            notes = [
-                (start + a * step, start + (a + 0.95 * (b - a)) * step, p)
-                for p, a, b in events_to_notes(piece[:32]).tolist()
-            ]
+            notes = played(piece, start, step)
             last = max(a for a, _, _ in notes)
             out = run(gen, notes, last + 8.0)
             ons = sorted({round(t, 4) for t, m in out if t > last + 0.001 and m[0] & 0xF0 == 0x90 and m[2]})[
@@ -102,7 +138,9 @@ def after_a_phrase(gen, split: str, n_seeds: int, rng) -> None:
 def while_playing(gen, rng) -> None:
     step = 60 / BPM / gen.codec.grid.steps_per_beat
     melody = [62, 64, 66, 67, 69, 71, 73, 74]
-    print("while the player plays 8 x 32 steady notes (onset jitter sd 0.15 step): the stream's notes")
+    print(
+        "continue: while the player plays 8 x 32 steady notes (onset jitter sd 0.15 step), the stream's notes"
+    )
     for steps, name in ((2, "eighths"), (4, "quarters")):
         total = short = 0
         for _ in range(8):
@@ -128,7 +166,10 @@ def main() -> None:
     split = sys.argv[1] if len(sys.argv) > 1 else "validation"
     n_seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     gen = Service._generator(Config())
-    after_a_phrase(gen, split, n_seeds, np.random.default_rng(22))
+    chosen = seeds(gen, split, n_seeds)
+    print(split)
+    answers(gen, chosen, np.random.default_rng(7))
+    after_a_phrase(gen, chosen, np.random.default_rng(22))
     while_playing(gen, np.random.default_rng(5))
 
 
