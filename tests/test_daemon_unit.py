@@ -542,6 +542,12 @@ def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():
     moved.note_on(0, 60, 90, 0.1, 8.2)
     moved.note_off(0, 60, 2.0, 0.3)  # a release at the new position 0.3 ends the note
     assert not moved.held
+    three = Listener(Codec().grid, 0.03)  # three overlapping Cs (two sources): on, on, on, off, off, off
+    for pos in (0.0, 2.0, 4.0):
+        three.note_on(0, 60, 90, pos / 8, pos)
+    for pos in (4.2, 4.3, 8.0):
+        three.note_off(0, 60, pos / 8, pos)
+    assert [ev.steps for ev in three.take_phrase()[0]] == [2, 2, 4]  # the newest was cut to 1
     thrice = Listener(Codec().grid, 0.03)  # struck three times within half a step: no note is lost
     for pos in (0.0, 0.1, 0.2):
         thrice.note_on(0, 60, 90, pos / 8, pos)

@@ -52,8 +52,9 @@ class Listener:
         self.chord_seconds = chord_seconds
         self.channels = channels or set()  # 0..15; empty = all
         self.held: dict[tuple[int, int], tuple[float, int]] = {}  # (channel, pitch) -> (onset pos, velocity)
-        # (channel, pitch) -> where a held pitch was struck again: its old note's release is still to come
-        self.owed: dict[tuple[int, int], float] = {}
+        # (channel, pitch) -> (releases still to come of notes it ended by striking it again while
+        # held, where it was last struck)
+        self.owed: dict[tuple[int, int], tuple[int, float]] = {}
         # (channel, pitch) -> (t, pos) of a release soon after a re-strike, taken as the old note's
         # while the new one is still held: if no other release comes, the note ended there
         self.swallowed: dict[tuple[int, int], tuple[float, float]] = {}
@@ -78,7 +79,7 @@ class Listener:
         if (channel, pitch) in self.held:
             self.dropped["duplicate note-on"] += 1
             self._end(channel, pitch, t, pos)
-            self.owed[(channel, pitch)] = pos
+            self.owed[(channel, pitch)] = (self.owed.get((channel, pitch), (0, pos))[0] + 1, pos)
         self.held[(channel, pitch)] = (pos, velocity)
 
     def note_off(self, channel: int, pitch: int, t: float, pos: float) -> None:
@@ -88,10 +89,12 @@ class Listener:
         # comes later ends the new note; so does one soon after, if no other comes before the
         # phrase is read (a device that sends on, on, off: `phrase_ready`, `take_phrase`).
         key = (channel, pitch)
-        struck_again = self.owed.pop(key, None)
-        if struck_again is not None and 0 <= pos - struck_again < LEGATO_STEPS and key in self.held:
+        owed, struck_again = self.owed.pop(key, (0, 0.0))
+        if owed and 0 <= pos - struck_again < LEGATO_STEPS and key in self.held:
             self.swallowed[key] = (t, pos)
             self.last_release_t = t
+            if owed > 1:  # struck three times or more: more old releases to come
+                self.owed[key] = (owed - 1, struck_again)
         else:
             self._end(channel, pitch, t, pos)
 
