@@ -67,6 +67,15 @@ def find_midi_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
 
 
+def require_midi_files(root: Path, so: str = "") -> list[Path]:
+    """`find_midi_files`, refusing a folder with none (`so`: what that means here, after a colon
+    or "and ...")."""
+    paths = find_midi_files(root)
+    if not paths:
+        raise DataError(f"data folder {root} has no .mid, .midi or .kar files{so}")
+    return paths
+
+
 def _read_one(args: tuple[str, Grid, bool]) -> tuple[str, np.ndarray | None, str]:
     path, grid, drums = args
     try:
@@ -137,9 +146,7 @@ def load_corpus(
     With worker processes, a file that takes more than `file_timeout` seconds to parse is skipped
     (reason "parsing took longer than ...", never cached); see `_parse_all`."""
     root = Path(root)
-    paths = find_midi_files(root)
-    if not paths:
-        raise DataError(f"data folder {root} has no .mid, .midi or .kar files")
+    paths = require_midi_files(root)
     cache_dir = cache_dir or _default_cache_dir(root)
     settings = {"format": CACHE_FORMAT, "codec": CODEC_VERSION, "grid": asdict(grid), "drums": include_drums}
     cached = _load_cache(cache_dir, settings) if use_cache else {}

@@ -27,7 +27,7 @@ import numpy as np
 from midiseed.runtime.codec import Codec, Grid
 from midiseed.runtime.midifile import MidiReadError, notes_from_bytes
 from midiseed.runtime.tokens import encode_notes
-from midiseed.training.corpus import TRANSIENT, DataError, Limits, bound_notes, find_midi_files, run_jobs
+from midiseed.training.corpus import TRANSIENT, DataError, Limits, bound_notes, require_midi_files, run_jobs
 from midiseed.training.store import (
     STORE_FILE,
     STORE_FORMAT,
@@ -233,7 +233,8 @@ def tokenize_folder(
     `progress(done, total)` is called as each file to read is done."""
     t0 = time.monotonic()
     midi_dir, out = Path(midi_dir), Path(out)
-    paths = find_midi_files(midi_dir)
+    # before the store is touched: a mistyped or emptied folder must not empty it
+    paths = require_midi_files(midi_dir, ": nothing to tokenise")
     report = TokenizeReport(files=len(paths))
     settings = {
         "format": STORE_FORMAT,
@@ -241,8 +242,6 @@ def tokenize_folder(
         "include_drums": include_drums,
         "limits": {k: v for k, v in asdict(limits).items() if k != "timeout_s"},  # time: not the tokens
     }
-    if not paths:  # before the store is touched: a mistyped or emptied folder must not empty it
-        raise DataError(f"data folder {midi_dir} has no .mid, .midi or .kar files: nothing to tokenise")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
     if out.is_dir() and not is_store(out) and not only_store_files(out):

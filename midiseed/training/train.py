@@ -22,7 +22,7 @@ from pathlib import Path
 from midiseed.errors import BadValue, output_folder
 from midiseed.runtime.codec import Codec
 from midiseed.training import distribute, feed, loops, store
-from midiseed.training.corpus import DataError, find_midi_files
+from midiseed.training.corpus import DataError, require_midi_files
 from midiseed.training.losses import loss_and_metric
 from midiseed.training.model import ModelConfig, build_model, preset_config
 from midiseed.training.rundir import RunDir, RunKeeper, RunState
@@ -114,8 +114,7 @@ def open_data(opts: TrainOptions) -> store.TokenStore:
     now: only files new or changed since the last time are read)."""
     data = Path(opts.data)
     if not store.is_store(data):
-        if not find_midi_files(data):  # DataError for a missing path or a file
-            raise DataError(f"data folder {data} has no .mid, .midi or .kar files and is not a token store")
+        require_midi_files(data, " and is not a token store")  # a missing path or a file: DataError too
         target = store.store_for(data)
         log.info("tokenising %s into %s", data, target)
         report = store.tokenize(data, target, workers=opts.workers, include_drums=opts.include_drums)
