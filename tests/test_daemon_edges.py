@@ -69,6 +69,25 @@ def test_a_bad_record_folder_is_a_user_error_before_any_port_opens(tmp_path):
     assert not opened  # the ports open after everything that can fail on the user's input
 
 
+def test_serve_s_start_up_refusals_print_their_error_alone(tmp_path, tiny_onnx):
+    """`serve --record FILE` and `--backend alsa` (no ALSA here) printed the model's INFO line
+    before their one-line error: the model line now comes once nothing can be refused."""
+    import subprocess
+    import sys
+
+    a_file = tmp_path / "take1.mid"
+    a_file.write_bytes(b"")
+    for extra in (["--record", str(a_file)], ["--backend", "alsa"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "midiseed", "serve", "--model", str(tiny_onnx[0]), *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        printed = (run.stdout + run.stderr).strip().splitlines()
+        assert run.returncode == 2 and len(printed) == 1 and printed[0].startswith("error: "), printed
+
+
 class FakeRtmidiPort:
     """Enough of python-rtmidi's MidiIn/MidiOut for Ports: every port made is kept in `made`."""
 

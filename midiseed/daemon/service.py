@@ -120,6 +120,11 @@ class Service:
             )
         else:
             self.ports = open_ports(cfg.backend, self.clock.wake)
+        # only now that nothing on the command line can be refused: its error is the one line printed
+        for gen in self.generators:
+            engine = getattr(gen, "engine", None)
+            if engine is not None:
+                log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
         self.started = self.heard_at = self.clock.now()
         self.timers = Timers(self.started, cfg.status_seconds, sys.stderr.isatty())  # run() starts its own
         self.performer = Performer(
@@ -141,7 +146,6 @@ class Service:
     @staticmethod
     def _generator(cfg: Config) -> Generator:
         engine = Engine(cfg.model or None, provider=cfg.provider)
-        log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
         decoding = Decoding(
             cfg.temperature,
             cfg.top_k,
