@@ -537,6 +537,12 @@ def test_a_pitch_struck_again_before_its_release_is_read_as_two_whole_notes():
     assert not short.phrase_ready(0.7, 0.5) and short.phrase_ready(0.78, 0.5)  # a beat later: over
     assert [(ev.pitches, ev.steps) for ev in short.take_phrase()[0]] == [((60,), 2), ((60,), 1)]
     assert not short.held and not short.swallowed
+    ended = Listener(Codec().grid, 0.03)  # the same, the call ended by CC at once (release_stuck)
+    ended.note_on(0, 60, 90, 0.0, 0.0)
+    ended.note_on(0, 60, 90, 0.25, 2.0)
+    ended.note_off(0, 60, 0.28, 2.25)
+    ended.release_stuck(0.4, 3.2, -1)
+    assert ended.finished[-1][1:3] == (2.0, 2.25)  # ended at its release, not at the CC
     moved = Listener(Codec().grid, 0.03)  # the position went back (a DAW's Start) after a re-strike
     moved.note_on(0, 60, 90, 0.0, 8.0)
     moved.note_on(0, 60, 90, 0.1, 8.2)

@@ -119,7 +119,8 @@ class Listener:
         for (channel, pitch), (onset, _) in list(self.held.items()):
             if pos - onset > max_steps:
                 self.dropped["stuck input note"] += 1
-                self._end(channel, pitch, t, pos)
+                # one whose only release came soon after its re-strike ended there
+                self._end(channel, pitch, *self.swallowed.get((channel, pitch), (t, pos)))
 
     def phrase_ready(self, t: float, silence_seconds: float) -> bool:
         # a note whose only release came soon after its re-strike counts as let go there
