@@ -487,6 +487,11 @@ def test_a_long_note_let_go_a_little_early_is_not_followed_by_a_rest():
         ((62,), 8),
         ((63,), 4),
     ]
+    last = Listener(Codec().grid, 0.03)  # the last chord, a half note, its voices let go one by one
+    for pitch, on, off in ((55, 0.0, 3.8), (62, 0.0, 3.9), (50, 4.0, 11.3), (57, 4.0, 11.6), (66, 4.0, 12.2)):
+        last.note_on(0, pitch, 90, on / 8, on)
+        last.note_off(0, pitch, off / 8, off)
+    assert [(ev.pitches, ev.steps) for ev in last.take_phrase()[0]] == [((55, 62), 4), ((50, 57, 66), 8)]
     moving = Listener(Codec().grid, 0.03)  # a whole note let go 1.1 steps early, another voice moving
     for pitch, on, off in ((48, 0.0, 14.9), (64, 0.0, 14.0), (65, 14.0, 16.0), (60, 16.0, 20.0)):
         moving.note_on(0, pitch, 90, on / 8, on)

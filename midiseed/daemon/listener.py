@@ -162,8 +162,9 @@ class Listener:
         player's lift between chords is not a rest, nor their overlap an event of both chords
         (rounded on its own, a 20 ms lift or overlap could become either). A lift under LIFT_SHARE
         of the note's sounding length ends there too: a whole note let go 5% early is not followed
-        by a sixteenth rest."""
-        onsets = sorted({a for _, a, _, _ in notes})
+        by a sixteenth rest. The phrase's last release counts as an onset here: the last chord's
+        voices, let go one by one, end together (not in a fragment of a step)."""
+        onsets = sorted({a for _, a, _, _ in notes} | {max(b for _, _, b, _ in notes)})
         out = []
         for p, a, b, v in notes:
             # the onsets either side of the release, of those after the note's start (a voice held
