@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from midiseed.daemon.config import LIVE_DECODING, STEERING, Config, file_pitch_guard
-from midiseed.daemon.listener import Listener
+from midiseed.daemon.listener import LEGATO_STEPS, Listener
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.runtime.codec import Event
@@ -297,7 +297,7 @@ class Performer:
         spb = self.grid.steps_per_beat
         self.listener.release_stuck(t, pos, self.cfg.max_held_beats * spb)
         if self.mode == "respond":
-            silence = self.cfg.silence_beats * spb * self.tempo.step_seconds
+            silence = self._silence_seconds()
             if self.cursor is None and self.listener.phrase_ready(t, silence):
                 self._answer(t, pos)
         else:
@@ -400,6 +400,13 @@ class Performer:
         start = (onset if self.listener.own_grid else round(onset)) + read_steps
         return start + max(0, math.ceil(pos - start - 1e-9))
 
+    def _silence_seconds(self) -> float:
+        """The silence that ends a phrase: `silence_beats`, less the half step a release may come
+        late and still be legato (a last chord let go 20 ms after its beat waited a whole beat
+        more for its answer)."""
+        steps = self.cfg.silence_beats * self.grid.steps_per_beat - LEGATO_STEPS
+        return max(steps, 0.0) * self.tempo.step_seconds
+
     def _answer(self, t: float, pos: float) -> None:
         events, velocity = self.listener.take_phrase()
         if not events:
@@ -498,7 +505,7 @@ class Performer:
                 return t
             times.append(self.tempo.time_of(self.plan[0][0]))
         if self.mode == "respond" and listener.last_release_t is not None and listener.finished:
-            silence = self.cfg.silence_beats * self.grid.steps_per_beat * self.tempo.step_seconds
+            silence = self._silence_seconds()
             if self.cursor is None and listener.phrase_ready(t, silence):
                 return t
             times.append(listener.last_release_t + silence)
