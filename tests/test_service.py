@@ -328,7 +328,7 @@ def test_reload_switches_config_and_model_keeps_ports_counters_and_refuses_bad_o
     assert service.performer.listener.held.keys() == {(0, 64)}
     service.performer.handle([0x80, 64, 0], 0.6)
     assert not service.performer.listener.held
-    assert service.stats.input_dropped == {"duplicate note-on": 1}
+    assert not service.stats.input_dropped  # a key struck again is read, not dropped
     assert len(made) == 1 and service.ports is first_ports
     service._reload()  # a bad file: logged, the running config stays
     assert service.cfg.mode == "continue"

@@ -76,8 +76,7 @@ class Listener:
             self.group = Group(t, pos)
         self.group.pitches.append(pitch)
         self.swallowed.pop((channel, pitch), None)
-        if (channel, pitch) in self.held:
-            self.dropped["duplicate note-on"] += 1
+        if (channel, pitch) in self.held:  # struck again (read, not dropped: two notes)
             self._end(channel, pitch, t, pos)
             self.owed[(channel, pitch)] = (self.owed.get((channel, pitch), (0, pos))[0] + 1, pos)
         self.held[(channel, pitch)] = (pos, velocity)

@@ -31,7 +31,7 @@ class Stats(Counter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.input_dropped: Counter[str] = Counter()  # the listener's: "duplicate note-on", ...
+        self.input_dropped: Counter[str] = Counter()  # the listener's: "note-off without note-on", ...
         self.step_times: deque[float] = deque(maxlen=1000)  # seconds per generated event
 
 
