@@ -12,7 +12,9 @@ note let go at 95% of its length.
 2. `continue`, after the phrase: of the stream's first 16 onsets after the last note, the median
    distance from the player's sixteenths (in steps), and the share on the piece's beats, beside
    the share of the piece's own next 16 onsets.
-3. `continue`, while the player plays: 8 trials of 32 steady notes (eighths, then quarters),
+3. `continue`, after the phrase played with onset jitter (sd 0.15 step, 19 ms): the stream's first
+   16 onsets against the grid the player meant (the unjittered one), median distance in steps.
+4. `continue`, while the player plays: 8 trials of 32 steady notes (eighths, then quarters),
    onsets moved by a normal jitter of sd 0.15 of a step (19 ms). The stream's notes heard while
    the player plays: how many, and how many of them sound for under 60 ms (stray notes over the
    player's).
@@ -42,6 +44,7 @@ COLLECTIONS = ("bach", "palestrina", "essenFolksong", "oneills1850")
 BPM = 120.0
 ONSETS = 16  # stream onsets measured after the phrase
 SHORT_SECONDS = 0.06
+JITTER = 0.15  # onset jitter, sd in steps (19 ms at 120 bpm)
 
 
 def run(
@@ -81,10 +84,15 @@ def seeds(gen, split: str, n_seeds: int) -> dict[str, list]:
     return chosen
 
 
-def played(piece, start: float, step: float) -> list[tuple[float, float, int]]:
-    """The piece's first 32 events as notes from `start`, each let go at 95% of its length."""
+def played(piece, start: float, step: float, jitter=None) -> list[tuple[float, float, int]]:
+    """The piece's first 32 events as notes from `start`, each let go at 95% of its length;
+    `jitter(onset)`: steps to move each onset (the same for the notes struck together)."""
     notes = events_to_notes(piece[:32]).tolist()
-    return [(start + a * step, start + (a + 0.95 * (b - a)) * step, p) for p, a, b in notes]
+    moved = {a: jitter(a) if jitter else 0.0 for _, a, _ in notes}
+    return [
+        (start + (a + moved[a]) * step, start + (a + moved[a] + 0.95 * (b - a)) * step, p)
+        for p, a, b in notes
+    ]
 
 
 def answers(gen, chosen: dict[str, list], rng) -> None:
@@ -135,6 +143,29 @@ def after_a_phrase(gen, chosen: dict[str, list], rng) -> None:
         )
 
 
+def after_a_jittered_phrase(gen, chosen: dict[str, list], rng) -> None:
+    step = 60 / BPM / gen.codec.grid.steps_per_beat
+    print(
+        f"continue: after a phrase played with onset jitter sd {JITTER} step, "
+        f"the stream's first {ONSETS} onsets"
+    )
+    for coll, pieces in chosen.items():
+        offsets = []
+        for piece in pieces:
+            start = 0.05 + rng.uniform(0, 1) * step
+            notes = played(piece, start, step, lambda a: rng.normal(0, JITTER))
+            last = max(a for a, _, _ in notes)
+            out = run(gen, notes, last + 8.0)
+            ons = sorted({round(t, 4) for t, m in out if t > last + 0.001 and m[0] & 0xF0 == 0x90 and m[2]})
+            steps = [(t - start) / step for t in ons[:ONSETS]]  # against the grid the player meant
+            offsets += [abs(s - round(s)) for s in steps]
+        print(
+            f"  {coll:14s} seeds {len(pieces):3d}  off the player's intended sixteenths (median) "
+            f"{np.median(offsets):.3f} step",
+            flush=True,
+        )
+
+
 def while_playing(gen, rng) -> None:
     step = 60 / BPM / gen.codec.grid.steps_per_beat
     melody = [62, 64, 66, 67, 69, 71, 73, 74]
@@ -170,6 +201,7 @@ def main() -> None:
     print(split)
     answers(gen, chosen, np.random.default_rng(7))
     after_a_phrase(gen, chosen, np.random.default_rng(22))
+    after_a_jittered_phrase(gen, chosen, np.random.default_rng(23))
     while_playing(gen, np.random.default_rng(5))
 
 

@@ -251,6 +251,18 @@ def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_en
     assert slow.ons()[0][0] == pytest.approx(0.03 + (3 + 1) * 0.125)  # step 3, and a step's wait
 
 
+def test_continue_mode_s_stream_keeps_the_phrase_s_grid_not_its_last_note_s_jitter():
+    """Quarters on 0 and 4, then one 0.3 of a step late (37 ms). From the late note alone the stream
+    carried its lateness on; it now goes on from the grid fitted to the phrase's onsets (0.08 of a
+    step late), as the Listener reads a phrase."""
+    rig = Rig(mode="continue", chord_ms=30)
+    for t in (0.0, 0.5, 1.0375):  # steps 0, 4 and 8.3 at 120 bpm
+        play(rig, t, 60, 0.2)
+    rig.advance(2.0)
+    first = min(t for t, _ in rig.ons() if t > 1.0375)
+    assert first == pytest.approx((8.0815 + 2) * 0.125 + 0.03, abs=0.002)  # not (8.3 + 2) * 0.125 + 0.03
+
+
 def test_continue_mode_s_stream_does_not_sound_over_the_player_s_next_note():
     """The stream goes on half a beat after a note: where a player playing eighths strikes the next.
     It used to stop only when that chord was read, 30 ms on, so each of their notes came with a

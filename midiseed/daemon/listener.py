@@ -139,7 +139,7 @@ class Listener:
         self.group = None
         if not notes:
             return [], 0
-        base = self._phase({a for _, a, _, _ in notes}) if self.own_grid else 0.0
+        base = self.phase({a for _, a, _, _ in notes}) if self.own_grid else 0.0
         first = min(a for _, a, _, _ in notes)
         self.origin = base + round(first - base)  # the first onset, on the grid the phrase is read on
         notes = [(p, a - base, b - base, v) for p, a, b, v in self._legato(notes)]
@@ -149,7 +149,7 @@ class Listener:
         return notes_to_events(arr, self.grid), velocity
 
     @staticmethod
-    def _phase(onsets: set[float]) -> float:
+    def phase(onsets: set[float]) -> float:
         """The grid's phase that fits the onsets best: the circular mean of their fractional
         positions (from the first onset alone, that onset's own unevenness moved every other)."""
         angles = 2 * np.pi * np.array(sorted(onsets))
