@@ -392,17 +392,14 @@ class Performer:
         """Where `continue` mode's stream goes on after a chord struck at `onset` that the model read
         as `read_steps` long: where that reading ends, so the model's time is the player's (from the
         next step of the daemon's grid, its events fell a sixteenth and the grids' phase difference
-        off the beat they meant). With the internal clock in the player's own phase (fitted to the
-        phrase's recent onsets, as the Listener reads a phrase), with a MIDI clock on the DAW's
-        grid; never before now (read late, on that grid's next step). Without quantize_start: as
-        soon as ready."""
+        off the beat they meant). With the internal clock in the player's own phase, with a MIDI
+        clock on the DAW's grid; never before now (read late, on that grid's next step). Without
+        quantize_start: as soon as ready."""
         if not self.cfg.quantize_start:
             return pos
-        if self.listener.own_grid:  # the onset on the grid fitted to the phrase's recent onsets
-            phase = Listener.phase({a for a, _ in self.struck} | {onset})
-            start = phase + round(onset - phase) + read_steps
-        else:
-            start = round(onset) + read_steps
+        # (the onset as heard, not snapped to a grid fitted to the recent onsets: that grid lags a
+        # player away from --bpm, and the stream then came in over their next note)
+        start = (onset if self.listener.own_grid else round(onset)) + read_steps
         return start + max(0, math.ceil(pos - start - 1e-9))
 
     def _silence_seconds(self) -> float:
