@@ -516,6 +516,15 @@ def test_a_long_note_let_go_a_little_early_is_not_followed_by_a_rest():
         last.note_on(0, pitch, 90, on / 8, on)
         last.note_off(0, pitch, off / 8, off)
     assert [(ev.pitches, ev.steps) for ev in last.take_phrase()[0]] == [((55, 62), 4), ((50, 57, 66), 8)]
+    melody = Listener(Codec().grid, 0.03)  # but a note overlapping the last one is not part of it
+    for pitch, on, off in ((60, 4.0, 8.2), (64, 8.0, 12.35), (62, 12.0, 12.7)):
+        melody.note_on(0, pitch, 90, on / 8, on)
+        melody.note_off(0, pitch, off / 8, off)
+    assert [ev.pitches for ev in melody.take_phrase()[0]] == [(60,), (64,), (62,)]
+    instant = Listener(Codec().grid, 0.03)  # a last note let go as it was struck: nothing to gather
+    instant.note_on(0, 60, 90, 0.0, 0.0)
+    instant.note_off(0, 60, 0.0, 0.0)
+    assert instant.take_phrase()[0]
     moving = Listener(Codec().grid, 0.03)  # a whole note let go 1.1 steps early, another voice moving
     for pitch, on, off in ((48, 0.0, 14.9), (64, 0.0, 14.0), (65, 14.0, 16.0), (60, 16.0, 20.0)):
         moving.note_on(0, pitch, 90, on / 8, on)

@@ -161,9 +161,9 @@ class Listener:
         player's lift between chords is not a rest, nor their overlap an event of both chords
         (rounded on its own, a 20 ms lift or overlap could become either). A lift under LIFT_SHARE
         of the note's sounding length ends there too: a whole note let go 5% early is not followed
-        by a sixteenth rest. The phrase's last release counts as an onset here: the last chord's
-        voices, let go one by one, end together (not in a fragment of a step)."""
-        onsets = sorted({a for _, a, _, _ in notes} | {max(b for _, _, b, _ in notes)})
+        by a sixteenth rest. The last chord's voices, let go one by one, end together, at the last
+        of their releases (not in a fragment of a step)."""
+        onsets = sorted({a for _, a, _, _ in notes})
         out = []
         for p, a, b, v in notes:
             # the onsets either side of the release, of those after the note's start (a voice held
@@ -176,6 +176,14 @@ class Listener:
             if near:
                 b = min(near, key=lambda o: abs(o - b))
             out.append((p, a, b, v))
+        # the last sonority: the voices still sounding after the last onset end together, at the
+        # last of their releases, each within the lift allowed
+        last = [i for i, (_, a, b, _) in enumerate(out) if b > onsets[-1]]
+        end = max((out[i][2] for i in last), default=0.0)
+        for i in last:
+            p, a, b, v = out[i]
+            if end - b < max(LEGATO_STEPS, (b - a) * LIFT_SHARE):
+                out[i] = (p, a, end, v)
         return out
 
     def take_group(self, t: float) -> tuple[list[int], int, float] | None:
