@@ -403,11 +403,8 @@ class Performer:
         return start + max(0, math.ceil(pos - start - 1e-9))
 
     def _silence_seconds(self) -> float:
-        """The silence that ends a phrase: `silence_beats`, less the half step a release may come
-        late and still be legato (a last chord let go 20 ms after its beat waited a whole beat
-        more for its answer)."""
-        steps = self.cfg.silence_beats * self.grid.steps_per_beat - LEGATO_STEPS
-        return max(steps, 0.0) * self.tempo.step_seconds
+        """The silence that ends a phrase (`silence_beats`)."""
+        return self.cfg.silence_beats * self.grid.steps_per_beat * self.tempo.step_seconds
 
     def _answer(self, t: float, pos: float) -> None:
         events, velocity = self.listener.take_phrase()
@@ -419,8 +416,16 @@ class Performer:
         self._apply_steering()  # what the generator follows just changed
         self.velocity = self.cfg.velocity or velocity or 80
         # with our own clock on the player's beat (the phrase's grid, beats from its first onset):
-        # the daemon's grid is silent while they play, and its phase against theirs is chance
-        self.cursor = self._start_at(pos, self.listener.origin if self.listener.own_grid else 0.0)
+        # the daemon's grid is silent while they play, and its phase against theirs is chance. A
+        # beat of theirs that passed less than half a step ago still takes it, its first notes that
+        # late (a last chord let go 20 ms after its beat was answered a whole beat later). With
+        # MIDI clock: the DAW's next beat.
+        if self.listener.own_grid:
+            self.cursor = self._start_at(pos - LEGATO_STEPS, self.listener.origin)
+        else:
+            self.cursor = self._start_at(pos)
+        if not self.cfg.quantize_start:
+            self.cursor = pos
         self.rest_steps = None
         spb = self.grid.steps_per_beat
         beats = self.cfg.answer_beats or sum(ev.steps for ev in events) / spb  # 0: as long as the call
