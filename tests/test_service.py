@@ -384,6 +384,26 @@ def test_reload_applies_the_log_settings_it_can_and_refuses_the_ones_that_need_a
         logging.getLogger().setLevel(level)
 
 
+def test_start_and_reload_log_each_model_s_file_preset_and_provider(sock, caplog):
+    """The model lines moved after the start-up checks (so a refusal prints alone); a reload that
+    loads other models logs theirs too, so an operator sees which file and provider it took."""
+    import types
+
+    def with_engine(cfg: Config) -> FakeGenerator:
+        gen = FakeGenerator()
+        info = types.SimpleNamespace(preset="tiny")
+        path = f"/models/{cfg.model or 'default'}.onnx"
+        gen.engine = types.SimpleNamespace(path=path, info=info, provider="CPU")
+        return gen
+
+    base = replace(Config(), realtime=False, status_socket=sock)
+    with caplog.at_level("INFO", logger="midiseed.serve"):
+        service, _, _ = start(None, sock, with_engine, lambda: replace(base, model="b"))
+        service._reload()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model ")]
+    assert lines == [f"model /models/{name}.onnx (tiny preset) on CPU" for name in ("default", "b")]
+
+
 def test_reload_cc_asks_the_service_to_reload(sock):
     service, ports, clock = start(FakeGenerator(), sock)
     calls = []

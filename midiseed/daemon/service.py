@@ -59,6 +59,14 @@ SWITCH_SECONDS = 0.0001
 OpenPorts = Callable[[str, Callable[[], None]], Ports]
 
 
+def log_models(generators: list[Generator]) -> None:
+    """An INFO line per model loaded: its file, preset and execution provider."""
+    for gen in generators:
+        engine = getattr(gen, "engine", None)  # (the tests' fake generators have none)
+        if engine is not None:
+            log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
+
+
 class Service:
     """Builds the daemon from a Config; `run()` blocks until stopped and returns the exit status."""
 
@@ -121,10 +129,7 @@ class Service:
         else:
             self.ports = open_ports(cfg.backend, self.clock.wake)
         # only now that nothing on the command line can be refused: its error is the one line printed
-        for gen in self.generators:
-            engine = getattr(gen, "engine", None)
-            if engine is not None:
-                log.info("model %s (%s preset) on %s", engine.path, engine.info.preset, engine.provider)
+        log_models(self.generators)
         self.started = self.heard_at = self.clock.now()
         self.timers = Timers(self.started, cfg.status_seconds, sys.stderr.isatty())  # run() starts its own
         self.performer = Performer(
@@ -204,6 +209,7 @@ class Service:
             log.error("reload refused, keeping the running config and model: %s", err)
             return
         self.model_files = files
+        log_models(generators)  # which files, presets and provider the reload loaded
         old = self.performer
         old.cancel()
         same_models = (new.model, *new.models) == (self.cfg.model, *self.cfg.models)
