@@ -467,6 +467,23 @@ def test_panic_still_sends_the_rest_when_one_send_fails():
     assert [0x80, 62, 0] in sent and [0xB0, 123, 0] in sent and not tracker.sounding
 
 
+def test_keys_held_when_a_call_ends_by_cc_are_not_counted_as_dropped_input():
+    """The end-of-call CC over a held chord counted each key as a 'stuck input note' and its later
+    release as a 'note-off without note-on': 4 dropped for a 2-note chord, none of it lost."""
+    rig = Rig(answer_beats=1)
+    rig.at(0.0, [0x90, 60, 90], [0x90, 64, 90])
+    rig.at(0.4, [0xB0, rig.cfg.end_call_cc, 127])
+    rig.at(0.6, [0x80, 60, 0], [0x80, 64, 0])
+    rig.advance(2.0)
+    assert rig.perf.stats["answers"] == 1 and rig.perf.dropped == 0
+    again = Rig(mode="continue", max_held_beats=4)  # on, on, off: ended at its release, not stuck
+    again.at(0.0, [0x90, 60, 90])
+    again.at(0.3, [0x90, 60, 90])
+    again.at(0.32, [0x80, 60, 0])
+    again.advance(4.0)
+    assert again.perf.dropped == 0 and not again.perf.listener.held
+
+
 def test_stuck_input_note_is_released_and_counted():
     listener = Listener(Codec().grid, 0.03)
     listener.note_on(0, 60, 90, 0.0, 0.0)

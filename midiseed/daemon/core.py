@@ -194,7 +194,7 @@ class Performer:
         if control == 0:
             return None
         if control == cfg.end_call_cc and value >= 64 and self.mode == "respond":
-            self.listener.release_stuck(t, pos, -1)  # the call is over, whatever is still held
+            self.listener.end_call(t, pos)  # the call is over, whatever is still held
             # on the next beat from now: the CC may have been read after the beat it came before
             self._answer(t, self.tempo.position(self._time(t)))
         elif control == cfg.mode_cc:

@@ -58,6 +58,7 @@ class Listener:
         # (channel, pitch) -> (t, pos) of a release soon after a re-strike, taken as the old note's
         # while the new one is still held: if no other release comes, the note ended there
         self.swallowed: dict[tuple[int, int], tuple[float, float]] = {}
+        self.let_go: set[tuple[int, int]] = set()  # keys a call's end released: their note-offs are due
         self.finished: list[tuple[int, float, float, int]] = []  # pitch, onset pos, release pos, velocity
         self.group: Group | None = None
         self.origin: float | None = None  # where the last phrase taken began, on its own grid
@@ -76,6 +77,7 @@ class Listener:
             self.group = Group(t, pos)
         self.group.pitches.append(pitch)
         self.swallowed.pop((channel, pitch), None)
+        self.let_go.discard((channel, pitch))
         if (channel, pitch) in self.held:  # struck again (read, not dropped: two notes)
             self._end(channel, pitch, t, pos)
             self.owed[(channel, pitch)] = (self.owed.get((channel, pitch), (0, pos))[0] + 1, pos)
@@ -88,6 +90,9 @@ class Listener:
         # comes later ends the new note; so does one soon after, if no other comes before the
         # phrase is read (a device that sends on, on, off: `phrase_ready`, `take_phrase`).
         key = (channel, pitch)
+        if key in self.let_go and key not in self.held:  # the call ended while it was down
+            self.let_go.discard(key)
+            return
         owed, struck_again = self.owed.pop(key, (0, 0.0))
         if owed and 0 <= pos - struck_again < LEGATO_STEPS and key in self.held:
             self.swallowed[key] = (t, pos)
@@ -102,7 +107,20 @@ class Listener:
         self.held.clear()
         self.owed.clear()
         self.swallowed.clear()
+        self.let_go.clear()
         self.take_phrase()
+
+    def keep_keys(self, old: Listener) -> None:
+        """Take over what another listener knows of the keys (a reload): those down, the releases
+        owed or already taken for an old note's, the ones a call's end let go."""
+        self.held, self.owed, self.swallowed, self.let_go = old.held, old.owed, old.swallowed, old.let_go
+
+    def end_call(self, t: float, pos: float) -> None:
+        """The call is over (the end-of-call CC): every key still down counts as let go now, and
+        its note-off, when it comes, is expected (neither is dropped input)."""
+        for key in list(self.held):
+            self._end(*key, *self.swallowed.get(key, (t, pos)))
+            self.let_go.add(key)
 
     def _end(self, channel: int, pitch: int, t: float, pos: float) -> None:
         self.swallowed.pop((channel, pitch), None)
@@ -117,9 +135,11 @@ class Listener:
         """A key held longer than max_steps (a lost note-off) counts as released now."""
         for (channel, pitch), (onset, _) in list(self.held.items()):
             if pos - onset > max_steps:
-                self.dropped["stuck input note"] += 1
-                # one whose only release came soon after its re-strike ended there
-                self._end(channel, pitch, *self.swallowed.get((channel, pitch), (t, pos)))
+                swallowed = self.swallowed.get((channel, pitch))
+                if swallowed is None:
+                    self.dropped["stuck input note"] += 1
+                # one whose only release came soon after its re-strike ended there (not stuck)
+                self._end(channel, pitch, *(swallowed or (t, pos)))
 
     def phrase_ready(self, t: float, silence_seconds: float) -> bool:
         # a note whose only release came soon after its re-strike counts as let go there

@@ -219,8 +219,7 @@ class Service:
             new, gen, self.tempo, self._send, old.tracker, self.stats, now=self.clock.now
         )
         kept = self.performer.keep_live(old)
-        listener, was = self.performer.listener, old.listener  # keys down now: their note-offs will come
-        listener.held, listener.owed, listener.swallowed = was.held, was.owed, was.swallowed
+        self.performer.listener.keep_keys(old.listener)  # keys down now: their note-offs will come
         if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
             self.tempo.set_bpm(new.bpm, self.clock.now())
         if new.log_level != self.cfg.log_level:
