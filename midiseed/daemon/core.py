@@ -378,14 +378,15 @@ class Performer:
     def _push(self, pos: float, kind: int, pitch: int) -> None:
         heapq.heappush(self.plan, (pos, kind, next(self._order), pitch))
 
-    def _start_at(self, pos: float, beat_at: float = 0.0) -> float:
+    def _start_at(self, pos: float, beat_at: float = 0.0, late: float = 0.0) -> float:
         """Where an answer (or a stream restarted by the transport) starts, from `pos`: on the next
-        beat of a grid with a beat at `beat_at` in respond mode, the next step in continue mode."""
+        beat of a grid with a beat at `beat_at` in respond mode (or one that passed less than `late`
+        steps ago), the next step in continue mode."""
         if not self.cfg.quantize_start:
             return pos
         spb = self.grid.steps_per_beat
         if self.mode == "respond":
-            return beat_at + math.ceil((pos - beat_at) / spb - 1e-9) * spb
+            return beat_at + math.ceil((pos - late - beat_at) / spb - 1e-9) * spb
         return math.ceil(pos - 1e-9)
 
     def _stream_from(self, onset: float, read_steps: int, pos: float) -> float:
@@ -421,11 +422,9 @@ class Performer:
         # late (a last chord let go 20 ms after its beat was answered a whole beat later). With
         # MIDI clock: the DAW's next beat.
         if self.listener.own_grid:
-            self.cursor = self._start_at(pos - LEGATO_STEPS, self.listener.origin)
+            self.cursor = self._start_at(pos, self.listener.origin, late=LEGATO_STEPS)
         else:
             self.cursor = self._start_at(pos)
-        if not self.cfg.quantize_start:
-            self.cursor = pos
         self.rest_steps = None
         spb = self.grid.steps_per_beat
         beats = self.cfg.answer_beats or sum(ev.steps for ev in events) / spb  # 0: as long as the call
