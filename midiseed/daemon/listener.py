@@ -172,7 +172,7 @@ class Listener:
     def phase(onsets: set[float]) -> float:
         """The grid's phase that fits the onsets best: the circular mean of their fractional
         positions (from the first onset alone, that onset's own unevenness moved every other)."""
-        angles = 2 * np.pi * np.array(sorted(onsets))
+        angles = 2 * np.pi * np.array(list(onsets))
         return float(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean()) / (2 * np.pi))
 
     @staticmethod
@@ -181,8 +181,12 @@ class Listener:
         player's lift between chords is not a rest, nor their overlap an event of both chords
         (rounded on its own, a 20 ms lift or overlap could become either). A lift under LIFT_SHARE
         of the note's sounding length ends there too: a whole note let go 5% early is not followed
-        by a sixteenth rest. The last chord's voices, let go one by one, end together, at the last
-        of their releases (not in a fragment of a step)."""
+        by a sixteenth rest. The last sonority's voices (those sounding after the last onset), let
+        go one by one, end together at the last of their releases (not in a fragment of a step)."""
+
+        def lift(a: float, b: float) -> float:  # how early a note started at a may be let go
+            return max(LEGATO_STEPS, (b - a) * LIFT_SHARE)
+
         onsets = sorted({a for _, a, _, _ in notes})
         out = []
         for p, a, b, v in notes:
@@ -190,8 +194,7 @@ class Listener:
             # across other voices' onsets ends at one it was let go near): the next within the lift
             # allowed, the one before within an overlap's, the nearer if both
             j = bisect.bisect_left(onsets, b)
-            lift = max(LEGATO_STEPS, (b - a) * LIFT_SHARE)
-            near = [o for o in onsets[j : j + 1] if o - b < lift]
+            near = [o for o in onsets[j : j + 1] if o - b < lift(a, b)]
             near += [o for o in onsets[max(j - 1, 0) : j] if o > a and b - o < LEGATO_STEPS]
             if near:
                 b = min(near, key=lambda o: abs(o - b))
@@ -202,7 +205,7 @@ class Listener:
         end = max((out[i][2] for i in last), default=0.0)
         for i in last:
             p, a, b, v = out[i]
-            if end - b < max(LEGATO_STEPS, (b - a) * LIFT_SHARE):
+            if end - b < lift(a, b):
                 out[i] = (p, a, end, v)
         return out
 
