@@ -131,7 +131,8 @@ class Service:
         # only now that nothing on the command line can be refused: its error is the one line printed
         log_models(self.generators)
         self.started = self.heard_at = self.clock.now()
-        self.timers = Timers(self.started, cfg.status_seconds, sys.stderr.isatty())  # run() starts its own
+        # the loop's periodic jobs (run() starts them afresh); a reload may change their periods
+        self.timers = Timers(self.started, cfg.status_seconds, sys.stderr.isatty())
         self.performer = Performer(
             cfg, generator, self.tempo, self._send, stats=self.stats, now=self.clock.now
         )
@@ -261,8 +262,9 @@ class Service:
         except OSError as err:
             log.info("no real-time priority (%s): timing may suffer when the machine is busy", err.strerror)
 
-    def _turn(self, timers: Timers) -> None:
+    def _turn(self) -> None:
         """One turn of the loop: input, commands, due notes, timers; then sleep until the next thing."""
+        timers = self.timers  # (a reload may change their periods)
         now = self.clock.now()
         for arrived, message in self.ports.poll():
             # each message at the time it arrived, not when this turn got to it (a chord played
@@ -321,10 +323,10 @@ class Service:
             status_server = StatusServer(where, self.status)
         except OSError as err:
             log.warning("no status socket: %s", err)
-        timers = self.timers = Timers(self.clock.now(), self.cfg.status_seconds, sys.stderr.isatty())
+        self.timers = Timers(self.clock.now(), self.cfg.status_seconds, sys.stderr.isatty())
         try:
             while not self.stopping.is_set():
-                self._turn(timers)
+                self._turn()
             if self.failure is not None:
                 status = 1
         except Exception:
@@ -343,7 +345,7 @@ class Service:
                 status_server.close()
             if self.recorder is not None:
                 self.recorder.flush(self.clock.now(), force=True)
-            timers.close_view()
+            self.timers.close_view()
             sys.setswitchinterval(switch)
             threading.excepthook = excepthook
             for sig, handler in handlers.items():
