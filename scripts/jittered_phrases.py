@@ -53,6 +53,20 @@ def play(listener: Listener, notes: list, phase: float, jitter: dict, held: floa
             listener.note_off(0, pitch, pos * STEP_SECONDS, pos)
 
 
+def held_out_pieces(gen, split: str, n_seeds: int, min_events: int = 32) -> dict[str, list]:
+    """Per collection of COLLECTIONS, the first `n_seeds` pieces of `split` (of the model's split of
+    data/music21) with at least `min_events` events whose first 32 make a usable seed."""
+    grid = gen.codec.grid
+    corpus = load_corpus(Path("data/music21"), grid)
+    _, files, _ = choose_split(gen.engine.info.meta, corpus.files, split)
+    notes_of = dict(zip(corpus.files, corpus.notes))
+    chosen = {}
+    for coll in COLLECTIONS:
+        pieces = piece_events([notes_of[f] for f in files if collection_of(f) == coll], grid, [0])
+        chosen[coll] = [p for p in pieces if len(p) >= min_events and usable_seed(p[:32])][:n_seeds]
+    return chosen
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if a != "--daemon-grid"]
     own_grid = "--daemon-grid" not in sys.argv
@@ -62,14 +76,7 @@ def main() -> None:
     sd = float(args[3]) if len(args) > 3 else 0.15
     gen = Service._generator(Config())
     grid = gen.codec.grid
-    corpus = load_corpus(Path("data/music21"), grid)
-    _, files, _ = choose_split(gen.engine.info.meta, corpus.files, split)
-    notes_of = dict(zip(corpus.files, corpus.notes))
-    seeds = {}
-    for coll in COLLECTIONS:
-        chosen = [f for f in files if collection_of(f) == coll]
-        pieces = piece_events([notes_of[f] for f in chosen], grid, [0])
-        seeds[coll] = [p[:32] for p in pieces if len(p) >= 32 and usable_seed(p[:32])][:n_seeds]
+    seeds = {coll: [p[:32] for p in pieces] for coll, pieces in held_out_pieces(gen, split, n_seeds).items()}
     seeds["readme"] = [[Event(chord, (False,) * 4, 4) for chord in README_PHRASE]]
     rng = np.random.default_rng(21)
     print(f"{split}, jitter sd {sd} step, grid: {'the phrase' if own_grid else 'the daemon'}'s own")

@@ -26,21 +26,16 @@ minute on the 2-core build machine; needs data/music21 (scripts/make_music21_mod
 
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
+from jittered_phrases import held_out_pieces  # scripts/, beside this one: the same seeds
 
 from midiseed.daemon.config import Config
 from midiseed.daemon.core import Performer
 from midiseed.daemon.service import Service
 from midiseed.daemon.tempo import InternalTempo
-from midiseed.evaluate import choose_split, collection_of
-from midiseed.evaluate.follow import usable_seed
 from midiseed.runtime.codec import events_to_notes
-from midiseed.training.corpus import load_corpus
-from midiseed.training.dataset import piece_events
 
-COLLECTIONS = ("bach", "palestrina", "essenFolksong", "oneills1850")
 BPM = 120.0
 ONSETS = 16  # stream onsets measured after the phrase
 SHORT_SECONDS = 0.06
@@ -69,19 +64,6 @@ def run(
             i += 1
         perf.tick(now[0])
     return out
-
-
-def seeds(gen, split: str, n_seeds: int) -> dict[str, list]:
-    """Held-out pieces of at least 48 events whose first 32 make a usable seed, per collection."""
-    grid = gen.codec.grid
-    corpus = load_corpus(Path("data/music21"), grid)
-    _, files, _ = choose_split(gen.engine.info.meta, corpus.files, split)
-    notes_of = dict(zip(corpus.files, corpus.notes))
-    chosen = {}
-    for coll in COLLECTIONS:
-        pieces = piece_events([notes_of[f] for f in files if collection_of(f) == coll], grid, [0])
-        chosen[coll] = [p for p in pieces if len(p) >= 48 and usable_seed(p[:32])][:n_seeds]
-    return chosen
 
 
 def played(piece, start: float, step: float, jitter=None) -> list[tuple[float, float, int]]:
@@ -197,7 +179,7 @@ def main() -> None:
     split = sys.argv[1] if len(sys.argv) > 1 else "validation"
     n_seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     gen = Service._generator(Config())
-    chosen = seeds(gen, split, n_seeds)
+    chosen = held_out_pieces(gen, split, n_seeds, min_events=48)
     print(split)
     answers(gen, chosen, np.random.default_rng(7))
     after_a_phrase(gen, chosen, np.random.default_rng(22))
