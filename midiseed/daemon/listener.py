@@ -20,6 +20,31 @@ from midiseed.runtime.codec import Event, Grid, notes_to_events
 
 LEGATO_STEPS = 0.5  # a release this close to the next onset (in grid steps) is legato: it ends there
 LIFT_SHARE = 1 / 8  # and a lift under this share of the note's sounding length (articulation, not a rest)
+# Following the player's tempo (`fit_tempo`): how far from the tempo playing a phrase may be read
+# (a factor each way), the sd of a player's onsets about their grid (steps) and of the prior on their
+# tempo (log of the factor), and the share of each gap between onsets (in sixteenths) in the
+# training split of data/music21 (other gaps: RARE_GAP).
+TEMPO_SPREAD = 1.3
+ONSET_SD = 0.2
+TEMPO_SD = 0.15
+GAP_SHARE = {
+    1: 0.178,
+    2: 0.472,
+    3: 0.033,
+    4: 0.192,
+    6: 0.017,
+    8: 0.09,
+    12: 0.0055,
+    16: 0.0092,
+    24: 0.0012,
+    32: 0.0008,
+}
+RARE_GAP = 1e-4
+LOG_GAP_SHARE = np.log([GAP_SHARE.get(g, RARE_GAP) for g in range(max(GAP_SHARE) + 2)])  # the last: longer
+MIN_TEMPO_ONSETS = 4  # fewer onsets than this say nothing of a tempo
+TEMPO_ONSETS = 48  # the tempo is read from the last this many onsets
+SWINGS = (0.0, 1 / 3, 2 / 3)  # straight, light swing (7:5) and triplet swing (2:1), in steps
+SWING_COST = 2.0  # a swing must fit better than straight by this much (nats) to be read as one
 
 
 @dataclass
@@ -42,12 +67,18 @@ class Listener:
         channels: set[int] | None = None,
         dropped: Counter[str] | None = None,
         own_grid: bool = False,
+        follow_tempo: bool = False,
     ) -> None:
         """`dropped` counts what is ignored, by reason (the run's, kept across reloads).
         `own_grid`: a phrase is read on a grid of its own, phased to fit its onsets, not on the tempo
         source's (with the internal clock, which nobody plays to: its phase against the player's
         beat is chance, and rounding on it turns a player's small unevenness into other note values)."""
         self.own_grid = own_grid
+        self.follow_tempo = follow_tempo and own_grid
+        self.tempo_range = (1 / TEMPO_SPREAD, TEMPO_SPREAD)  # the factors a phrase may be read at
+        self.factor = 1.0  # the last phrase's tempo over the tempo source's
+        self.swing = 0.0  # and the swing its tempo was read with (steps the second eighth came late)
+        self._fitted: tuple[tuple, tuple[float, float, float]] | None = None  # (what it was read from, fit)
         self.grid = grid
         self.chord_seconds = chord_seconds
         self.channels = channels or set()  # 0..15; empty = all
@@ -159,14 +190,37 @@ class Listener:
         self.group = None
         if not notes:
             return [], 0
-        base = self.phase({a for _, a, _, _ in notes}) if self.own_grid else 0.0
-        first = min(a for _, a, _, _ in notes)
-        self.origin = base + round(first - base)  # the first onset, on the grid the phrase is read on
-        notes = [(p, a - base, b - base, v) for p, a, b, v in self._legato(notes)]
+        onsets = {a for _, a, _, _ in notes}
+        factor, base, swing = 1.0, 0.0, 0.0
+        if self.follow_tempo:
+            factor, base, swing = self._fit_tempo(onsets)
+        elif self.own_grid:
+            base = self.phase(onsets)
+        self.factor, self.swing = factor, swing
+        first = min(onsets)
+
+        # the first onset, on the grid the phrase is read on (in the tempo source's steps)
+        self.origin = base + round((first - base) * factor) / factor
+        # in the player's steps (swung notes as played: a swung pair of eighths is read as 3 + 1 or
+        # 2 + 2, as before the tempo was followed, and a dotted rhythm stays dotted)
+        notes = self._legato([(p, (a - base) * factor, (b - base) * factor, v) for p, a, b, v in notes])
         arr = np.array([[p, round(a), round(b)] for p, a, b, _ in notes], dtype=np.int64)
         arr[:, 1:] -= arr[:, 1].min()
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
+
+    def read_tempo(self) -> None:
+        """Read the tempo of the notes finished so far now, ahead of `take_phrase` (which reads it
+        again only if more notes came): it takes tens of milliseconds, which the silence that ends a
+        phrase has to spare and the answer's first note has not."""
+        if self.follow_tempo and self.finished:
+            self._fit_tempo({a for _, a, _, _ in self.finished})
+
+    def _fit_tempo(self, onsets: set[float]) -> tuple[float, float, float]:
+        key = (tuple(sorted(onsets)), self.tempo_range)
+        if self._fitted is None or self._fitted[0] != key:
+            self._fitted = (key, fit_tempo(onsets, *self.tempo_range))
+        return self._fitted[1]
 
     @staticmethod
     def phase(onsets: set[float]) -> float:
@@ -220,3 +274,64 @@ class Listener:
         velocities += [v for p, pos, _, v in self.finished if p in g.pitches and pos == g.pos]
         self.finished = [n for n in self.finished if n[1] >= g.pos]  # older notes are already fed
         return sorted(set(g.pitches)), round(sum(velocities) / len(velocities)) if velocities else 0, g.pos
+
+
+def swung(k: np.ndarray, swing: float) -> np.ndarray:
+    """Straight positions (steps from a beat, a beat being 4 steps) where a player swinging by
+    `swing` steps plays them: the second eighth of each beat `swing` late, the sixteenths either
+    side of it in proportion."""
+    beat, p = np.divmod(k, 4.0)
+    half = 2.0 + swing
+    return 4.0 * beat + np.where(p < 2.0, p * half / 2.0, half + (p - 2.0) * (4.0 - half) / 2.0)
+
+
+def unswung(u: np.ndarray, swing: float) -> np.ndarray:
+    """The inverse of `swung`: where a swung position is written."""
+    beat, p = np.divmod(u, 4.0)
+    half = 2.0 + swing
+    return 4.0 * beat + np.where(p < half, p * 2.0 / half, 2.0 + (p - half) * 2.0 / (4.0 - half))
+
+
+def fit_tempo(
+    onsets: set[float], low: float = 1 / TEMPO_SPREAD, high: float = TEMPO_SPREAD
+) -> tuple[float, float, float]:
+    """The player's tempo, beat and swing, from a phrase's onsets (in the tempo source's steps):
+    (factor, base, swing), so that (position - base) * factor is in the player's steps (with a
+    swing, their beats on the multiples of 4, and unswung(that, swing) in straight steps).
+
+    Each factor in [low, high] (a fine log grid), beat phase (an eighth of a step apart) and swing
+    in SWINGS is scored by how far the onsets fall from its grid (normal, sd ONSET_SD of the
+    player's step), how common the gaps between them are in music (GAP_SHARE: eighths read as 2.4
+    steps are far likelier eighths at a slower tempo than a run of 2s and 3s), how far it is from
+    the tempo playing (log-normal, sd TEMPO_SD) and, for a swing, SWING_COST (swung eighths,
+    long-short, would otherwise be read as straight ones at three quarters of the tempo, the long
+    note an eighth, the short a sixteenth). The best one's grid is then fitted to the onsets by
+    least squares. Onsets less than LEGATO_STEPS apart count as one (a chord spread wider than the
+    chord window). With fewer than MIN_TEMPO_ONSETS onsets, or if no factor is in range: the tempo
+    playing, straight, on the phase of the onsets. The last TEMPO_ONSETS onsets are scored."""
+    x = np.array(sorted(onsets), dtype=float)
+    # a chord's notes struck further apart than the chord window (each its own onset, a fraction
+    # of a step apart) count as one onset, at their mean: the tempo is of the chords, not the spread
+    split = np.flatnonzero(np.diff(x) >= LEGATO_STEPS) + 1
+    x = np.array([part.mean() for part in np.split(x, split)])[-TEMPO_ONSETS:]
+    if len(x) < MIN_TEMPO_ONSETS or not 0 < low <= 1 <= high:
+        return 1.0, Listener.phase(onsets), 0.0
+    factors = np.exp(np.linspace(np.log(low), np.log(high), 121))
+    phases = np.arange(32) / 8
+    y = x[None, None, :] * factors[:, None, None] - phases[None, :, None]  # factor, phase, onset
+    best = (np.inf, 0, 0, 0.0)
+    for swing in SWINGS:
+        steps = np.round(unswung(y, swing) if swing else y)
+        gaps = np.clip(np.diff(steps, axis=2), 0, len(LOG_GAP_SHARE) - 1).astype(np.int64)
+        off = y - (swung(steps, swing) if swing else steps)
+        cost = (off**2).sum(2) / (2 * ONSET_SD**2) - LOG_GAP_SHARE[gaps].sum(2)
+        cost += (np.log(factors) ** 2 / (2 * TEMPO_SD**2))[:, None] + (SWING_COST if swing else 0.0)
+        i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        if cost[i, j] < best[0]:
+            best = (cost[i, j], i, j, swing)
+    _, i, j, swing = best
+    k = swung(np.round(unswung(y[i, j], swing)), swing)
+    if len(set(k)) < 2:
+        return 1.0, Listener.phase(onsets), 0.0
+    slope, base = np.polyfit(k, x, 1)  # positions = base + slope * the player's (swung) steps
+    return float(np.clip(1 / slope, low, high)), float(base), swing
