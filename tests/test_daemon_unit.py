@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from midiseed.cli import app
 from midiseed.daemon.config import Config, ConfigError, load, override
 from midiseed.daemon.core import Performer, parse
-from midiseed.daemon.listener import Listener
+from midiseed.daemon.listener import Listener, fit_tempo
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.tempo import InternalTempo, MidiClockTempo
-from midiseed.runtime.codec import Codec, Event
+from midiseed.runtime.codec import Codec, Event, events_to_notes
 from midiseed.runtime.sampling import Decoding, Steering
 
 runner = CliRunner()
@@ -658,6 +658,116 @@ def test_a_phrase_s_own_grid_fits_all_its_onsets_not_the_first_alone():
         for pitch in (55, 59, 62):  # let go on time
             listener.note_off(0, pitch + k % 2, (on - off + 3.84) / 8, on - off + 3.84)
     assert [ev.steps for ev in listener.take_phrase()[0]][:7] == [4] * 7
+
+
+# a phrase in sixteenths to wholes (steps), and how unevenly each onset is played (steps)
+WRITTEN = [2, 2, 1, 1, 2, 4, 2, 2, 4, 4, 8, 2, 2, 6, 4]
+UNEVEN = [0.0, 0.15, -0.1, 0.05, -0.15, 0.1, 0.0, -0.05, 0.15, -0.1, 0.1, 0.0, -0.15, 0.05, 0.1]
+
+
+def play_at(listener: Listener, tempo: float, steps: list[int] = WRITTEN, start: float = 3.3) -> None:
+    """`steps` played legato at `tempo` times the listener's tempo (120 bpm), UNEVEN, from `start`."""
+    at = start
+    for k, (length, off) in enumerate(zip(steps, UNEVEN, strict=False)):
+        on = at + off / tempo
+        listener.note_on(0, 60 + k, 90, on / 8, on)
+        listener.note_off(0, 60 + k, (on + 0.95 * length / tempo) / 8, on + 0.95 * length / tempo)
+        at += length / tempo
+
+
+def test_a_phrase_played_away_from_bpm_is_read_at_the_tempo_it_was_played():
+    """Eighths played at 96 bpm into a daemon at 120 are 2.5 of its steps: read on its grid they
+    came out as 2s and 3s (and the answer played at 120). With the tempo followed they are eighths,
+    and the listener says how much faster or slower the player was."""
+    for tempo in (0.8, 0.9, 1.0, 1.1, 1.25):
+        listener = Listener(Codec().grid, 0.03, own_grid=True, follow_tempo=True)
+        play_at(listener, tempo)
+        assert [ev.steps for ev in listener.take_phrase()[0]] == WRITTEN, tempo
+        assert listener.factor == pytest.approx(tempo, rel=0.01)
+        assert listener.origin == pytest.approx(3.3, abs=0.1 / tempo)  # the first onset, on their grid
+        fixed = Listener(Codec().grid, 0.03, own_grid=True)
+        play_at(fixed, tempo)
+        assert ([ev.steps for ev in fixed.take_phrase()[0]] == WRITTEN) == (tempo == 1.0), tempo
+        assert fixed.factor == 1.0
+
+
+def test_the_tempo_is_read_from_four_onsets_or_more_and_prefers_common_note_values():
+    """A quarter note at 100 bpm is 4.8 steps at 120: as quarters at 100 bpm or as five-sixteenth
+    notes at 125, the near tempo would win; the gaps music has decide. Three onsets say nothing."""
+    assert fit_tempo({k * 4.8 for k in range(8)})[0] == pytest.approx(100 / 120, rel=0.01)
+    assert fit_tempo({0.0, 4.8, 9.6})[0] == 1.0
+    assert 0.9 <= fit_tempo({k * 2.4 for k in range(8)}, 0.9, 1.3)[0] <= 1.3  # 100 bpm: not in range
+    assert fit_tempo({k * 2.0 for k in range(8)}, 0.9, 1.1)[:3:2] == pytest.approx((1.0, 0.0))
+
+
+def test_swung_eighths_are_read_at_the_tempo_they_swing_to():
+    """Eighths swung 2:1 at 120 bpm (onsets 0, 2.67, 4, 6.67 ... steps) fitted a straight grid
+    best as an eighth and a sixteenth at 90 bpm: the answer came at three quarters of the player's
+    tempo, off their beat. Fitted with swing, they are read at 120, as they were before the tempo
+    was followed (2:1 as a dotted eighth and a sixteenth, 7:5 as eighths)."""
+    for ratio, swing, gaps in ((2 / 3, 2 / 3, [3, 1]), (7 / 12, 1 / 3, [2, 2])):
+        listener = Listener(Codec().grid, 0.03, own_grid=True, follow_tempo=True)
+        for beat in range(6):
+            for k, at in enumerate((0.0, 4 * ratio)):
+                on = 1.7 + 4 * beat + at + UNEVEN[2 * beat + k] / 2
+                listener.note_on(0, 60 + k, 90, on / 8, on)
+                listener.note_off(0, 60 + k, on / 8 + 0.2, on + 1.6)
+        starts = events_to_notes(listener.take_phrase()[0])[:, 1]
+        assert np.diff(starts).tolist() == (gaps * 6)[:11]
+        assert (round(listener.factor, 2), listener.swing) == (1.0, swing)
+        assert listener.origin == pytest.approx(1.7, abs=0.1)
+    dotted = {4.0 * beat + at for beat in range(6) for at in (0.0, 3.0)}  # a dotted rhythm, straight
+    assert fit_tempo(dotted)[0] == pytest.approx(1.0, rel=0.01)
+
+
+def test_a_chord_spread_wider_than_the_chord_window_does_not_move_the_tempo():
+    """A chorale player's chord, its notes struck up to 50 ms apart (more than the 30 ms window),
+    is several onsets a fraction of a step apart: fitted one by one they drew the tempo up to 25%
+    faster, to give each a step of its own. The tempo is read from the chords."""
+    spread = (0.0, 0.3, 0.1, 0.4)  # steps after the chord's first note (0.4 is 50 ms at 120 bpm)
+    onsets = {4.0 * k + UNEVEN[k] + off for k in range(8) for off in spread[: 2 + k % 3]}
+    assert fit_tempo(onsets)[0] == pytest.approx(1.0, abs=0.01)
+
+
+def test_respond_mode_answers_at_the_tempo_the_phrase_was_played_on_the_player_s_beat():
+    """Eighths at 100 bpm (0.3 s) into a daemon at 120: the answer plays at 100 bpm, from the
+    player's next beat, for the beats asked (theirs); the tempo stays theirs, and the status says so.
+    With follow_tempo off, it is read and answered at 120."""
+    rig = Rig(answer_beats=2)
+    for k in range(6):
+        play(rig, 0.1 + 0.3 * k, 60 + k, 0.28)  # their beats: 0.1 + 0.6 k; the last let go at 1.88
+    rig.advance(4.0)
+    assert rig.tempo.bpm == pytest.approx(100, rel=0.005) and rig.tempo.source == "the player's"
+    assert [ev.steps for ev in rig.gen.primed[-1]] == [2] * 6
+    ons = rig.ons()
+    assert ons[0][0] == pytest.approx(2.5, abs=0.003)  # a beat of silence from 1.88: their beat at 2.5
+    assert ons[1][0] - ons[0][0] == pytest.approx(0.6, abs=0.003)  # SCRIPT's 4 steps at 100 bpm
+    offs = [t for t, m in rig.sent if m[0] & 0xF0 == 0x80]
+    assert max(offs) - ons[0][0] == pytest.approx(1.2, abs=0.003)  # two of their beats
+    fixed = Rig(answer_beats=2, follow_tempo=False)
+    for k in range(6):
+        play(fixed, 0.1 + 0.3 * k, 60 + k, 0.28)
+    fixed.advance(4.0)
+    assert fixed.tempo.bpm == 120 and fixed.tempo.source == "internal"
+    assert [ev.steps for ev in fixed.gen.primed[-1]] != [2] * 6
+    midi = Rig("midi", answer_beats=2)  # a DAW's clock is the tempo: never followed
+    assert not midi.perf.listener.follow_tempo
+
+
+def test_a_followed_tempo_stays_within_reach_of_bpm():
+    """Phrase after phrase slower, the tempo follows down to half the configured bpm, no further."""
+    rig = Rig(answer_beats=1)
+    t, tempos = 0.0, []
+    for _ in range(6):
+        gap = 60 / rig.tempo.bpm / 2 * 1.25  # eighths at 0.8 x the tempo playing
+        for k in range(6):
+            play(rig, t + gap * k, 60 + k, gap * 0.9)
+        t += gap * 6 + 3.0
+        rig.advance(t)
+        rig.perf.cancel()
+        tempos.append(rig.tempo.bpm)
+    assert tempos[:3] == pytest.approx([96, 76.8, 61.44], rel=0.01)
+    assert min(tempos) == pytest.approx(60) and all(bpm >= 60 - 1e-9 for bpm in tempos)
 
 
 def test_internal_tempo_change_keeps_position_continuous():

@@ -3,11 +3,13 @@ player in this one. The model is the tiny one trained and exported by the sessio
 
 import os
 import random
+import re
 import signal
 import time
 
 import pytest
 
+from midiseed.bench.rig.player import sleep_until
 from tests.jack import Daemon, Player, Witness
 
 pytestmark = pytest.mark.jack
@@ -42,6 +44,26 @@ def test_respond_mode_answers_a_phrase_and_ends_every_note(daemon_factory):
     assert player.note_ons()
     assert player.left_on() == set()
     assert "heard a phrase of" in daemon.output()
+
+
+def test_a_phrase_played_slower_than_bpm_is_answered_at_the_player_s_tempo_on_their_beat(daemon_factory):
+    daemon, player = daemon_factory("tempo", answer_beats=("performance", 4))  # the daemon at 120 bpm
+    start = time.monotonic() + 0.05
+    for k, pitch in enumerate((60, 62, 64, 65, 67, 69, 71, 72)):  # eighths at 100 bpm: 0.3 s apart
+        sleep_until(start + 0.3 * k)
+        player.send([0x90, pitch, 100])
+        sleep_until(start + 0.3 * k + 0.28)
+        player.send([0x80, pitch, 0])
+    player.wait_for_notes(1)
+    time.sleep(3.0)  # four of their beats (2.4 s), and some
+    assert daemon.stop() == 0
+    found = re.search(r"following the player's tempo: ([0-9.]+) bpm", daemon.output())
+    assert found and 99 <= float(found.group(1)) <= 101
+    times = [t for t, _ in player.note_ons()]
+    beats = (times[0] - start) / 0.6  # their beats: every 0.6 s from their first note
+    assert abs(beats - round(beats)) * 0.6 < 0.01
+    assert all(abs((t - times[0]) / 0.15 - round((t - times[0]) / 0.15)) * 0.15 < 0.01 for t in times)
+    assert player.left_on() == set()
 
 
 def test_continue_mode_streams_after_a_note_and_keeps_going(daemon_factory):

@@ -404,6 +404,22 @@ def test_start_and_reload_log_each_model_s_file_preset_and_provider(sock, caplog
     assert lines == [f"model /models/{name}.onnx (tiny preset) on CPU" for name in ("default", "b")]
 
 
+def test_a_tempo_followed_from_the_player_stays_over_a_reload_unless_the_file_changes_it(sock):
+    base = replace(Config(), realtime=False, status_socket=sock)
+    offers = [replace(base, mode="continue"), replace(base, bpm=150), replace(base, follow_tempo=False)]
+    service, _, clock = start(FakeGenerator(), sock, lambda cfg: FakeGenerator(), lambda: offers.pop(0))
+    tempo = service.tempo
+    tempo.set_bpm(100, clock.now(), followed=True)  # as an answer to a phrase at 100 bpm leaves it
+    service._reload()  # bpm and following as they were: the player's tempo goes on
+    assert (tempo.bpm, tempo.source) == (100, "the player's")
+    service._reload()  # the file's tempo changed: it is the tempo now
+    assert (tempo.bpm, tempo.source) == (150, "internal")
+    tempo.set_bpm(100, clock.now(), followed=True)
+    service._reload()  # following turned off: back to the file's tempo
+    assert (tempo.bpm, tempo.source) == (120, "internal")
+    assert not service.performer.listener.follow_tempo
+
+
 def test_reload_cc_asks_the_service_to_reload(sock):
     service, ports, clock = start(FakeGenerator(), sock)
     calls = []

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from midiseed.daemon.config import LIVE_DECODING, STEERING, Config, file_pitch_guard
-from midiseed.daemon.listener import LEGATO_STEPS, Listener
+from midiseed.daemon.listener import LEGATO_STEPS, TEMPO_SPREAD, Listener
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
+from midiseed.daemon.tempo import MAX_BPM, MIN_BPM
 from midiseed.runtime.codec import Event
 from midiseed.runtime.generate import Generator
 from midiseed.runtime.memory import MAX_MEMORY
@@ -112,6 +113,7 @@ class Performer:
             channels,
             self.stats.input_dropped,
             own_grid=cfg.clock == "internal",
+            follow_tempo=cfg.follow_tempo and cfg.clock == "internal",
         )
         self.mode = cfg.mode
         self.out_channel = cfg.out_channel - 1
@@ -298,8 +300,12 @@ class Performer:
         self.listener.release_stuck(t, pos, self.cfg.max_held_beats * spb)
         if self.mode == "respond":
             silence = self._silence_seconds()
-            if self.cursor is None and self.listener.phrase_ready(t, silence):
+            listener = self.listener
+            if self.cursor is None and listener.phrase_ready(t, silence):
                 self._answer(t, pos)
+            elif self.cursor is None and listener.follow_tempo and listener.phrase_ready(t, silence / 2):
+                self._tempo_range()
+                listener.read_tempo()  # half the silence is over: the phrase is likely done
         else:
             group = self.listener.take_group(t)
             if group is not None:
@@ -407,11 +413,27 @@ class Performer:
         """The silence that ends a phrase (`silence_beats`)."""
         return self.cfg.silence_beats * self.grid.steps_per_beat * self.tempo.step_seconds
 
+    def _tempo_range(self) -> None:
+        """The tempos a phrase may be read at: within TEMPO_SPREAD of the tempo playing, and from
+        half to twice bpm."""
+        bpm = self.tempo.bpm
+        lowest, highest = max(self.cfg.bpm / 2, MIN_BPM), min(self.cfg.bpm * 2, MAX_BPM)
+        self.listener.tempo_range = (max(1 / TEMPO_SPREAD, lowest / bpm), min(TEMPO_SPREAD, highest / bpm))
+
     def _answer(self, t: float, pos: float) -> None:
-        events, velocity = self.listener.take_phrase()
+        listener = self.listener
+        self._tempo_range()
+        events, velocity = listener.take_phrase()
         if not events:
             return
         self.cancel()
+        if listener.factor != 1.0:
+            # the answer plays at the tempo the phrase was played at: the grid changes speed now,
+            # keeping where the player's beat falls (the phrase's first onset, on their grid)
+            at, first_beat = self.tempo.time_of(pos), self.tempo.time_of(listener.origin)
+            self.tempo.set_bpm(self.tempo.bpm * listener.factor, t, followed=True)
+            pos, listener.origin = self.tempo.position(at), self.tempo.position(first_beat)
+            log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
         self.gen.reset()
         self.gen.prime(events)
         self._apply_steering()  # what the generator follows just changed

@@ -221,8 +221,12 @@ class Service:
         )
         kept = self.performer.keep_live(old)
         self.performer.listener.keep_keys(old.listener)  # keys down now: their note-offs will come
-        if isinstance(self.tempo, InternalTempo) and new.bpm != self.tempo.bpm:
-            self.tempo.set_bpm(new.bpm, self.clock.now())
+        # a new bpm in the file, or following the player turned off: the file's tempo (a tempo
+        # followed from the player stays over a reload that changes neither)
+        tempo = self.tempo
+        changed = new.bpm != self.cfg.bpm or not new.follow_tempo
+        if isinstance(tempo, InternalTempo) and changed and (tempo.bpm != new.bpm or tempo.followed):
+            tempo.set_bpm(new.bpm, self.clock.now())
         if new.log_level != self.cfg.log_level:
             logging.getLogger().setLevel(new.log_level.upper())
         if new.status_seconds != self.cfg.status_seconds:

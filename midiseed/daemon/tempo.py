@@ -18,16 +18,20 @@ class InternalTempo:
     """A steady tempo of our own, changeable at any moment without a jump in position."""
 
     running = True
-    source = "internal"
 
     def __init__(self, bpm: float, steps_per_beat: int, t0: float) -> None:
         self.steps_per_beat = steps_per_beat
         self._anchor_t, self._anchor_pos = t0, 0.0
         self.bpm = bpm
+        self.followed = False  # the tempo is the one the player last played at, not the configured
 
-    def set_bpm(self, bpm: float, t: float) -> None:
+    @property
+    def source(self) -> str:
+        return "the player's" if self.followed else "internal"
+
+    def set_bpm(self, bpm: float, t: float, followed: bool = False) -> None:
         self._anchor_pos, self._anchor_t = self.position(t), t
-        self.bpm = bpm
+        self.bpm, self.followed = bpm, followed
 
     @property
     def step_seconds(self) -> float:
