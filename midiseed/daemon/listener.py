@@ -42,6 +42,7 @@ GAP_SHARE = {
 RARE_GAP = 1e-4
 LOG_GAP_SHARE = np.log([GAP_SHARE.get(g, RARE_GAP) for g in range(max(GAP_SHARE) + 2)])  # the last: longer
 MIN_TEMPO_ONSETS = 4  # fewer onsets than this say nothing of a tempo
+TEMPO_SNAP = 0.005  # a tempo read this close to the one playing is that one
 TEMPO_ONSETS = 48  # the tempo is read from the last this many onsets
 SWINGS = (0.0, 1 / 3, 2 / 3)  # straight, light swing (7:5) and triplet swing (2:1), in steps
 SWING_COST = 2.0  # a swing must fit better than straight by this much (nats) to be read as one
@@ -209,12 +210,13 @@ class Listener:
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
 
-    def read_tempo(self) -> None:
+    def read_tempo(self) -> float:
         """Read the tempo of the notes finished so far now, ahead of `take_phrase` (which reads it
         again only if more notes came): it takes tens of milliseconds, which the silence that ends a
-        phrase has to spare and the answer's first note has not."""
-        if self.follow_tempo and self.finished:
-            self._fit_tempo({a for _, a, _, _ in self.finished})
+        phrase has to spare and the answer's first note has not. Returns it, over the tempo playing."""
+        if not (self.follow_tempo and self.finished):
+            return 1.0
+        return self._fit_tempo({a for _, a, _, _ in self.finished})[0]
 
     def _fit_tempo(self, onsets: set[float]) -> tuple[float, float, float]:
         key = (tuple(sorted(onsets)), self.tempo_range)
@@ -334,4 +336,6 @@ def fit_tempo(
     if len(set(k)) < 2:
         return 1.0, Listener.phase(onsets), 0.0
     slope, base = np.polyfit(k, x, 1)  # positions = base + slope * the player's (swung) steps
+    if abs(slope - 1) < TEMPO_SNAP and not swing:
+        return 1.0, Listener.phase(onsets), 0.0  # the tempo playing (no drift from the fit's noise)
     return float(np.clip(1 / slope, low, high)), float(base), swing
