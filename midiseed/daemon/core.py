@@ -537,6 +537,8 @@ class Performer:
             if self.cursor is None and listener.phrase_ready(t, silence):
                 return t
             times.append(listener.last_release_t + silence)
+            if listener.follow_tempo:  # where the phrase's tempo is read, ahead of the answer
+                times.append(listener.last_release_t + silence / 2)
         group = listener.group
         if self.mode == "continue" and group is not None and not group.taken:
             if t - group.t >= listener.chord_seconds:
