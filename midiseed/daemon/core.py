@@ -205,7 +205,7 @@ class Performer:
                 log.info("mode %s -> %s", self.mode, mode)
                 self.panic()
                 self.mode = mode
-                self.listener.take_phrase()
+                self.listener.discard()
                 self._file_pitch_guard()  # each mode its own
         elif control == cfg.reload_cc and value >= 64:
             log.info("reload asked by CC %d", control)
@@ -417,8 +417,14 @@ class Performer:
         """The tempos a phrase may be read at: within TEMPO_SPREAD of the tempo playing, and from
         half to twice bpm."""
         bpm = self.tempo.bpm
-        lowest, highest = max(self.cfg.bpm / 2, MIN_BPM), min(self.cfg.bpm * 2, MAX_BPM)
-        self.listener.tempo_range = (max(1 / TEMPO_SPREAD, lowest / bpm), min(TEMPO_SPREAD, highest / bpm))
+        lowest, highest = self._tempo_bounds()
+        # always holding 1: a tempo a rounding error past a bound must still follow back
+        low, high = max(1 / TEMPO_SPREAD, lowest / bpm), min(TEMPO_SPREAD, highest / bpm)
+        self.listener.tempo_range = (min(low, 1.0), max(high, 1.0))
+
+    def _tempo_bounds(self) -> tuple[float, float]:
+        """The slowest and fastest tempo followed: half and twice bpm, within MIN_BPM..MAX_BPM."""
+        return max(self.cfg.bpm / 2, MIN_BPM), min(self.cfg.bpm * 2, MAX_BPM)
 
     def _answer(self, t: float, pos: float) -> None:
         listener = self.listener
@@ -431,7 +437,8 @@ class Performer:
             # the answer plays at the tempo the phrase was played at: the grid changes speed now,
             # keeping where the player's beat falls (the phrase's first onset, on their grid)
             at, first_beat = self.tempo.time_of(pos), self.tempo.time_of(listener.origin)
-            self.tempo.set_bpm(self.tempo.bpm * listener.factor, t, followed=True)
+            lowest, highest = self._tempo_bounds()
+            self.tempo.set_bpm(min(max(self.tempo.bpm * listener.factor, lowest), highest), t, followed=True)
             pos, listener.origin = self.tempo.position(at), self.tempo.position(first_beat)
             log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
         self.gen.reset()

@@ -140,7 +140,14 @@ class Listener:
         self.owed.clear()
         self.swallowed.clear()
         self.let_go.clear()
-        self.take_phrase()
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget the notes heard (a mode change, a panic): what `take_phrase` would read, unread."""
+        for key, (t, pos) in list(self.swallowed.items()):
+            self._end(*key, t, pos)
+        self.finished = []
+        self.group = None
 
     def keep_keys(self, old: Listener) -> None:
         """Take over what another listener knows of the keys (a reload): those down, the releases
@@ -200,8 +207,10 @@ class Listener:
         self.factor, self.swing = factor, swing
         first = min(onsets)
 
-        # the first onset, on the grid the phrase is read on (in the tempo source's steps)
-        self.origin = base + round((first - base) * factor) / factor
+        # the first onset, on the grid the phrase is read on (in the tempo source's steps; swung,
+        # the off-beat where the player played it, not the straight grid's sixteenth after it)
+        at = np.round(unswung(np.array((first - base) * factor), swing))
+        self.origin = base + float(swung(at, swing)) / factor
         # in the player's steps (swung notes as played: a swung pair of eighths is read as 3 + 1 or
         # 2 + 2, as before the tempo was followed, and a dotted rhythm stays dotted)
         notes = self._legato([(p, (a - base) * factor, (b - base) * factor, v) for p, a, b, v in notes])
@@ -338,4 +347,7 @@ def fit_tempo(
     slope, base = np.polyfit(k, x, 1)  # positions = base + slope * the player's (swung) steps
     if abs(slope - 1) < TEMPO_SNAP and not swing:
         return 1.0, Listener.phase(onsets), 0.0  # the tempo playing (no drift from the fit's noise)
-    return float(np.clip(1 / slope, low, high)), float(base), swing
+    factor = float(np.clip(1 / slope, low, high))
+    if factor != 1 / slope:  # out of range: the grid at the factor allowed, fitted to these onsets
+        base = float(np.mean(x - k / factor))
+    return factor, float(base), swing

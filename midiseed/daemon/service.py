@@ -234,9 +234,10 @@ class Service:
         self.cfg = new
         names = [new.model or "default", *new.models]
         log.info(
-            "reloaded: mode %s, %g bpm, model %s; kept as set live: %s",
+            "reloaded: mode %s, %g bpm (%s), model %s; kept as set live: %s",
             self.performer.mode,
-            new.bpm,
+            round(self.tempo.bpm, 1),  # a tempo followed from the player stays
+            self.tempo.source,
             names[self.model_index],
             ", ".join(kept) or "nothing",
         )
