@@ -790,6 +790,20 @@ def test_a_followed_tempo_stays_within_reach_of_bpm():
     assert min(tempos) == pytest.approx(60) and all(bpm >= 60 for bpm in tempos)
 
 
+def test_a_phrase_beyond_the_tempos_followed_is_logged_as_such_not_as_followed(caplog):
+    """Eighths at 0.7 x the tempo playing (out of the 1.3x it follows) were read at the slowest
+    tempo allowed, and the log said "following the player's tempo", as for a phrase followed."""
+    rig = Rig(answer_beats=1)
+    gap = 60 / 120 / 2 / 0.7
+    with caplog.at_level("INFO", logger="midiseed.daemon.core"):
+        for k in range(8):
+            play(rig, 0.1 + gap * k, 60 + k, gap * 0.9)
+        rig.advance(8.0)
+    assert rig.tempo.bpm == pytest.approx(120 / 1.3)
+    assert "beyond the tempos followed now (92.3-156.0 bpm): read at 92.3 bpm" in caplog.text
+    assert "following the player's tempo" not in caplog.text
+
+
 def test_a_tempo_at_its_floor_or_ceiling_follows_back():
     """A tempo a rounding error past half or twice bpm (59.99999999999999: 64.5 bpm times
     60 / 64.5) put the tempo playing outside the range a phrase may be read at, and it never

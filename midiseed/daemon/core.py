@@ -444,9 +444,19 @@ class Performer:
             # keeping where the player's beat falls (the phrase's first onset, on their grid)
             at, first_beat = self.tempo.time_of(pos), self.tempo.time_of(listener.origin)
             lowest, highest = self._tempo_bounds()
-            self.tempo.set_bpm(min(max(self.tempo.bpm * listener.factor, lowest), highest), t, followed=True)
+            bpm = self.tempo.bpm
+            self.tempo.set_bpm(min(max(bpm * listener.factor, lowest), highest), t, followed=True)
             pos, listener.origin = self.tempo.position(at), self.tempo.position(first_beat)
-            log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
+            if listener.factor in listener.tempo_range:  # it would have been read faster or slower
+                low, high = (bpm * f for f in listener.tempo_range)
+                log.warning(
+                    "a phrase played beyond the tempos followed now (%.1f-%.1f bpm): read at %.1f bpm",
+                    low,
+                    high,
+                    self.tempo.bpm,
+                )
+            else:
+                log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
         self.gen.reset()
         self.gen.prime(events)
         self._apply_steering()  # what the generator follows just changed
