@@ -299,8 +299,13 @@ class Performer:
         spb = self.grid.steps_per_beat
         self.listener.release_stuck(t, pos, self.cfg.max_held_beats * spb)
         if self.mode == "respond":
-            if self.cursor is None and self.listener.phrase_ready(t, self._phrase_silence(t)):
+            silence = self._silence_seconds()
+            listener = self.listener
+            if self.cursor is None and listener.phrase_ready(t, silence):
                 self._answer(t, pos)
+            elif self.cursor is None and listener.follow_tempo and listener.phrase_ready(t, silence / 2):
+                self._tempo_range()
+                listener.read_tempo()  # half the silence is over: the phrase is likely done
         else:
             group = self.listener.take_group(t)
             if group is not None:
@@ -407,17 +412,6 @@ class Performer:
     def _silence_seconds(self) -> float:
         """The silence that ends a phrase (`silence_beats`)."""
         return self.cfg.silence_beats * self.grid.steps_per_beat * self.tempo.step_seconds
-
-    def _phrase_silence(self, t: float) -> float:
-        """The silence that ends the phrase being played: `silence_beats` of the tempo playing, or
-        of a faster phrase's once half of that has passed (its tempo is read then, ahead of the
-        answer: `Listener.read_tempo`). A beat of the old tempo ended after a faster player's beat,
-        which the answer then took late (43-68 ms at 140 after 120, on real ports)."""
-        silence = self._silence_seconds()
-        if self.listener.follow_tempo and self.listener.phrase_ready(t, silence / 2):
-            self._tempo_range()
-            silence /= max(1.0, self.listener.read_tempo())
-        return silence
 
     def _tempo_range(self) -> None:
         """The tempos a phrase may be read at: within TEMPO_SPREAD of the tempo playing, and from
@@ -556,12 +550,12 @@ class Performer:
                 return t
             times.append(self.tempo.time_of(self.plan[0][0]))
         if self.mode == "respond" and listener.last_release_t is not None and listener.finished:
-            silence = self._phrase_silence(t)
+            silence = self._silence_seconds()
             if self.cursor is None and listener.phrase_ready(t, silence):
                 return t
             times.append(listener.last_release_t + silence)
             if listener.follow_tempo:  # where the phrase's tempo is read, ahead of the answer
-                times.append(listener.last_release_t + self._silence_seconds() / 2)
+                times.append(listener.last_release_t + silence / 2)
         group = listener.group
         if self.mode == "continue" and group is not None and not group.taken:
             if t - group.t >= listener.chord_seconds:
