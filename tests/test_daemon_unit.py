@@ -790,6 +790,37 @@ def test_a_phrase_beyond_the_tempos_followed_is_logged_as_such_not_as_followed(c
     assert "following the player's tempo" not in caplog.text
 
 
+def test_a_phrase_beyond_a_tempo_at_its_floor_is_logged_too(caplog):
+    """At half bpm the range is [1, 1.3]: a slower phrase is read at the tempo playing (factor 1),
+    and the warning, tested inside `factor != 1`, never came."""
+    rig = Rig(answer_beats=1)
+    rig.tempo.set_bpm(60, 0.0, followed=True)
+    gap = 60 / 54 / 2  # eighths at 54 bpm
+    with caplog.at_level("INFO", logger="midiseed.daemon.core"):
+        for k in range(8):
+            play(rig, 0.1 + gap * k, 60 + k, gap * 0.9)
+        rig.advance(10.0)
+    assert rig.tempo.bpm == 60
+    assert "beyond the tempos followed now (60.0-78.0 bpm): read at 60.0 bpm" in caplog.text
+
+
+def test_a_phrase_at_the_tempo_playing_is_read_at_it_exactly_and_the_beat_woken_for_ahead(caplog):
+    """A tempo fitted within 0.5% of the one playing is that one (the fit's noise moved the answer
+    off the beat, and every phrase at 120 was logged as followed). The loop wakes where the tempo
+    is read, half the silence after the last release, not at the next 50 ms tick."""
+    for tempo in (1.0, 1.003):
+        rig = Rig(answer_beats=1)
+        gap = 0.25 / tempo
+        with caplog.at_level("INFO", logger="midiseed.daemon.core"):
+            for k in range(8):  # 6 ms uneven at most
+                play(rig, 0.1 + gap * k + UNEVEN[k] / 24, 60 + k, gap * 0.9)
+            release = 0.1 + gap * 7 + UNEVEN[7] / 24 + gap * 0.9
+            assert rig.perf.next_deadline(release + 0.24) == pytest.approx(release + 0.25)
+            rig.advance(4.0)
+        assert (rig.tempo.bpm, rig.tempo.source, rig.perf.listener.factor) == (120, "internal", 1.0), tempo
+    assert "following the player's tempo" not in caplog.text
+
+
 def test_a_tempo_at_its_floor_or_ceiling_follows_back():
     """A tempo a rounding error past half or twice bpm (59.99999999999999: 64.5 bpm times
     60 / 64.5) put the tempo playing outside the range a phrase may be read at, and it never

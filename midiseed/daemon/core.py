@@ -203,9 +203,8 @@ class Performer:
             mode = "continue" if value >= 64 else "respond"
             if mode != self.mode:
                 log.info("mode %s -> %s", self.mode, mode)
-                self.panic()
+                self.panic()  # (the listener forgets what it heard)
                 self.mode = mode
-                self.listener.discard()
                 self._file_pitch_guard()  # each mode its own
         elif control == cfg.reload_cc and value >= 64:
             log.info("reload asked by CC %d", control)
@@ -433,24 +432,24 @@ class Performer:
         if not events:
             return
         self.cancel()
+        bpm = self.tempo.bpm
         if listener.factor != 1.0:
             # the answer plays at the tempo the phrase was played at: the grid changes speed now,
             # keeping where the player's beat falls (the phrase's first onset, on their grid)
             at, first_beat = self.tempo.time_of(pos), self.tempo.time_of(listener.origin)
             lowest, highest = self._tempo_bounds()
-            bpm = self.tempo.bpm
             self.tempo.set_bpm(min(max(bpm * listener.factor, lowest), highest), t, followed=True)
             pos, listener.origin = self.tempo.position(at), self.tempo.position(first_beat)
-            if listener.factor in listener.tempo_range:  # it would have been read faster or slower
-                low, high = (bpm * f for f in listener.tempo_range)
-                log.warning(
-                    "a phrase played beyond the tempos followed now (%.1f-%.1f bpm): read at %.1f bpm",
-                    low,
-                    high,
-                    self.tempo.bpm,
-                )
-            else:
-                log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
+        if listener.clipped:  # it would have been read faster or slower (at a bound: not at all)
+            low, high = (bpm * f for f in listener.tempo_range)
+            log.warning(
+                "a phrase played beyond the tempos followed now (%.1f-%.1f bpm): read at %.1f bpm",
+                low,
+                high,
+                self.tempo.bpm,
+            )
+        elif listener.factor != 1.0:
+            log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
         self.gen.reset()
         self.gen.prime(events)
         self._apply_steering()  # what the generator follows just changed

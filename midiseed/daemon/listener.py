@@ -79,7 +79,8 @@ class Listener:
         self.tempo_range = (1 / TEMPO_SPREAD, TEMPO_SPREAD)  # the factors a phrase may be read at
         self.factor = 1.0  # the last phrase's tempo over the tempo source's
         self.swing = 0.0  # and the swing its tempo was read with (steps the second eighth came late)
-        self._fitted: tuple[tuple, tuple[float, float, float]] | None = None  # (what it was read from, fit)
+        self.clipped = False  # and it was played beyond the tempos it may be read at
+        self._fitted: tuple[tuple, tuple[float, float, float, bool]] | None = None  # (read from, fit)
         self.grid = grid
         self.chord_seconds = chord_seconds
         self.channels = channels or set()  # 0..15; empty = all
@@ -199,12 +200,12 @@ class Listener:
         if not notes:
             return [], 0
         onsets = {a for _, a, _, _ in notes}
-        factor, base, swing = 1.0, 0.0, 0.0
+        factor, base, swing, clipped = 1.0, 0.0, 0.0, False
         if self.follow_tempo:
-            factor, base, swing = self._fit_tempo(onsets)
+            factor, base, swing, clipped = self._fit_tempo(onsets)
         elif self.own_grid:
             base = self.phase(onsets)
-        self.factor, self.swing = factor, swing
+        self.factor, self.swing, self.clipped = factor, swing, clipped
         first = min(onsets)
 
         # the first onset, on the grid the phrase is read on (in the tempo source's steps; swung,
@@ -227,7 +228,7 @@ class Listener:
             return 1.0
         return self._fit_tempo({a for _, a, _, _ in self.finished})[0]
 
-    def _fit_tempo(self, onsets: set[float]) -> tuple[float, float, float]:
+    def _fit_tempo(self, onsets: set[float]) -> tuple[float, float, float, bool]:
         key = (tuple(sorted(onsets)), self.tempo_range)
         if self._fitted is None or self._fitted[0] != key:
             self._fitted = (key, fit_tempo(onsets, *self.tempo_range))
@@ -305,10 +306,11 @@ def unswung(u: np.ndarray, swing: float) -> np.ndarray:
 
 def fit_tempo(
     onsets: set[float], low: float = 1 / TEMPO_SPREAD, high: float = TEMPO_SPREAD
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, bool]:
     """The player's tempo, beat and swing, from a phrase's onsets (in the tempo source's steps):
-    (factor, base, swing), so that (position - base) * factor is in the player's steps (with a
-    swing, their beats on the multiples of 4, and unswung(that, swing) in straight steps).
+    (factor, base, swing, clipped), so that (position - base) * factor is in the player's steps
+    (with a swing, their beats on the multiples of 4, and unswung(that, swing) in straight steps);
+    clipped: the tempo fitted was beyond [low, high], and the factor is the nearest bound.
 
     Each factor in [low, high] (a fine log grid), beat phase (an eighth of a step apart) and swing
     in SWINGS is scored by how far the onsets fall from its grid (normal, sd ONSET_SD of the
@@ -326,7 +328,7 @@ def fit_tempo(
     split = np.flatnonzero(np.diff(x) >= LEGATO_STEPS) + 1
     x = np.array([part.mean() for part in np.split(x, split)])[-TEMPO_ONSETS:]
     if len(x) < MIN_TEMPO_ONSETS or not 0 < low <= 1 <= high:
-        return 1.0, Listener.phase(onsets), 0.0
+        return 1.0, Listener.phase(onsets), 0.0, False
     factors = np.exp(np.linspace(np.log(low), np.log(high), 121))
     phases = np.arange(32) / 8
     y = x[None, None, :] * factors[:, None, None] - phases[None, :, None]  # factor, phase, onset
@@ -343,11 +345,12 @@ def fit_tempo(
     _, i, j, swing = best
     k = swung(np.round(unswung(y[i, j], swing)), swing)
     if len(set(k)) < 2:
-        return 1.0, Listener.phase(onsets), 0.0
+        return 1.0, Listener.phase(onsets), 0.0, False
     slope, base = np.polyfit(k, x, 1)  # positions = base + slope * the player's (swung) steps
     if abs(slope - 1) < TEMPO_SNAP and not swing:
-        return 1.0, Listener.phase(onsets), 0.0  # the tempo playing (no drift from the fit's noise)
+        return 1.0, Listener.phase(onsets), 0.0, False  # the tempo playing (no drift from the fit's noise)
     factor = float(np.clip(1 / slope, low, high))
-    if factor != 1 / slope:  # out of range: the grid at the factor allowed, fitted to these onsets
+    clipped = factor != 1 / slope
+    if clipped:  # out of range: the grid at the factor allowed, fitted to these onsets
         base = float(np.mean(x - k / factor))
-    return factor, float(base), swing
+    return factor, float(base), swing, clipped
