@@ -5,7 +5,9 @@ follow a MIDI clock as well as our own tempo); notes starting within the chord w
 onset; a release less than half a step before or after the onset nearest it ends there (a lift
 or an overlap between legato chords is neither a rest nor an event of both), as does a lift under
 an eighth of the note's length (a long note let go a little early); onsets and releases are
-rounded to the grid, and `notes_to_events` does the rest, exactly as for a file.
+rounded to the grid, and `notes_to_events` does the rest, exactly as for a file. With the internal
+clock a phrase is read on a grid of its own: phased to fit its onsets, and, following the tempo
+(`fit_tempo`), at the tempo it was played, which the Performer then answers at.
 """
 
 from __future__ import annotations
