@@ -43,18 +43,22 @@ JITTER = 0.15  # onset jitter, sd in steps (19 ms at 120 bpm)
 
 
 def run(
-    gen, notes: list[tuple[float, float, int]], until: float, mode: str = "continue"
+    gen,
+    notes: list[tuple[float, float, int]],
+    until: float,
+    mode: str = "continue",
+    tempo: InternalTempo | None = None,
+    **settings,
 ) -> list[tuple[float, list[int]]]:
-    """Notes (onset, release, pitch in seconds) into a Performer in `mode` ticked every millisecond
-    of made-up time up to `until`; what it sent, with times."""
+    """Notes (onset, release, pitch in seconds) into a Performer in `mode` (on `tempo`, by default
+    its own at BPM; other config `settings` as given) ticked every millisecond of made-up time up to
+    `until`; what it sent, with times."""
     out: list[tuple[float, list[int]]] = []
     now = [0.0]
     gen.reset()
-    cfg = replace(Config(), mode=mode, bpm=BPM, realtime=False, answer_beats=4)
-    steps_per_beat = gen.codec.grid.steps_per_beat
-    perf = Performer(
-        cfg, gen, InternalTempo(BPM, steps_per_beat, 0.0), lambda m: out.append((now[0], list(m)))
-    )
+    cfg = replace(Config(), mode=mode, bpm=BPM, realtime=False, answer_beats=4, **settings)
+    tempo = tempo or InternalTempo(BPM, gen.codec.grid.steps_per_beat, 0.0)
+    perf = Performer(cfg, gen, tempo, lambda m: out.append((now[0], list(m))))
     plan = sorted([(a, 1, [0x90, p, 90]) for a, _, p in notes] + [(b, 0, [0x80, p, 0]) for _, b, p in notes])
     i = 0
     while now[0] < until:

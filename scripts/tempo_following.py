@@ -19,39 +19,25 @@ split (BENCHMARKS.md, "A phrase played away from the daemon's tempo"). About 3 m
 """
 
 import sys
-from dataclasses import replace
 
+import live_timing  # scripts/, beside this one: the same Performer on made-up time
 import numpy as np
-from jittered_phrases import held_out_pieces  # scripts/, beside this one: the same seeds
-from live_timing import played
+from jittered_phrases import held_out_pieces  # and the same seeds
+from live_timing import BPM, played  # the daemon's tempo: 120
 
 from midiseed.daemon.config import Config
-from midiseed.daemon.core import Performer
 from midiseed.daemon.service import Service
 from midiseed.daemon.tempo import InternalTempo
 
-BPM = 120.0  # the daemon's
 PLAYERS = (96, 108, 120, 132, 150)  # the player's tempos
 
 
 def run(gen, notes: list[tuple[float, float, int]], until: float, follow: bool) -> tuple[list[float], float]:
-    """Notes (onset, release, pitch in seconds) into a respond-mode Performer ticked every
-    millisecond of made-up time up to `until`: the times of the note-ons it sent, and its tempo."""
-    ons: list[float] = []
-    now = [0.0]
-    gen.reset()
-    cfg = replace(Config(), bpm=BPM, realtime=False, answer_beats=4, follow_tempo=follow)
+    """Notes (onset, release, pitch in seconds) into a respond-mode Performer (live_timing.run):
+    the times of the note-ons it sent, and its tempo after."""
     tempo = InternalTempo(BPM, gen.codec.grid.steps_per_beat, 0.0)
-    perf = Performer(cfg, gen, tempo, lambda m: ons.append(now[0]) if m[0] & 0xF0 == 0x90 and m[2] else None)
-    plan = sorted([(a, 1, [0x90, p, 90]) for a, _, p in notes] + [(b, 0, [0x80, p, 0]) for _, b, p in notes])
-    i = 0
-    while now[0] < until:
-        now[0] = round(now[0] + 0.001, 6)
-        while i < len(plan) and plan[i][0] <= now[0]:
-            perf.handle(plan[i][2], plan[i][0])
-            i += 1
-        perf.tick(now[0])
-    return ons, tempo.bpm
+    out = live_timing.run(gen, notes, until, "respond", tempo, follow_tempo=follow)
+    return [t for t, m in out if m[0] & 0xF0 == 0x90 and m[2]], tempo.bpm
 
 
 def main() -> None:
