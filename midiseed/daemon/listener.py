@@ -222,13 +222,12 @@ class Listener:
         velocity = round(sum(v for *_, v in notes) / len(notes))
         return notes_to_events(arr, self.grid), velocity
 
-    def read_tempo(self) -> float:
+    def read_tempo(self) -> None:
         """Read the tempo of the notes finished so far now, ahead of `take_phrase` (which reads it
         again only if more notes came): it takes tens of milliseconds, which the silence that ends a
-        phrase has to spare and the answer's first note has not. Returns it, over the tempo playing."""
-        if not (self.follow_tempo and self.finished):
-            return 1.0
-        return self._fit_tempo({a for _, a, _, _ in self.finished})[0]
+        phrase has to spare and the answer's first note has not."""
+        if self.follow_tempo and self.finished:
+            self._fit_tempo({a for _, a, _, _ in self.finished})
 
     def _fit_tempo(self, onsets: set[float]) -> tuple[float, float, float, bool]:
         key = (tuple(sorted(onsets)), self.tempo_range)
