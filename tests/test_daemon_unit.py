@@ -261,11 +261,11 @@ def test_continue_mode_s_stream_goes_on_where_the_model_s_reading_of_the_note_en
 
 
 def test_continue_mode_s_stream_never_cuts_in_on_a_steady_player_away_from_its_bpm():
-    """The daemon does not detect tempo. A stream lined up with a grid fitted to the recent onsets
-    lagged a player at 117 bpm against 120 and came in over almost every note (tried and reverted);
-    from the last onset, it does not."""
-    for bpm in (114, 117, 123, 126):
-        rig = Rig(mode="continue", chord_ms=30)
+    """A stream lined up with a grid fitted to the recent onsets lagged a player at 117 bpm against
+    120 and came in over almost every note (tried and reverted, before the tempo was followed);
+    from the last onset, it does not, following their tempo or not."""
+    for bpm, follow in itertools.product((114, 117, 123, 126), (True, False)):
+        rig = Rig(mode="continue", chord_ms=30, follow_tempo=follow)
         eighth = 60 / bpm / 2
         for k in range(32):
             play(rig, 0.05 + k * eighth, 62 + k % 8, 0.95 * eighth)
@@ -758,6 +758,62 @@ def test_respond_mode_answers_at_the_tempo_the_phrase_was_played_on_the_player_s
     assert [ev.steps for ev in fixed.gen.primed[-1]] != [2] * 6
     midi = Rig("midi", answer_beats=2)  # a DAW's clock is the tempo: never followed
     assert not midi.perf.listener.follow_tempo
+
+
+def test_continue_mode_streams_at_the_tempo_the_chords_are_struck_at():
+    """Quarters at 100 bpm (0.6 s) into a daemon at 120: from the eighth, the tempo playing is theirs,
+    the phrase followed is read in their steps (4, not 0.6 s = 4.8 of the daemon's) and the stream
+    goes on half of their beat after their last note, in their steps. Until the eighth, and with
+    follow_tempo off, it keeps 120; a player at 120 keeps it exactly."""
+    rig = Rig(mode="continue", chord_ms=30)
+    for k in range(7):
+        play(rig, 0.1 + 0.6 * k, 60 + k, 0.55)
+    assert rig.tempo.bpm == 120
+    for k in range(7, 8):
+        play(rig, 0.1 + 0.6 * k, 60 + k, 0.55)  # the last struck at 4.3
+    rig.advance(6.0)
+    assert rig.tempo.bpm == pytest.approx(100, rel=0.005) and rig.tempo.source == "the player's"
+    assert [ev.steps for ev in rig.gen.followed_phrases[-1]] == [4] * 7 + [2]
+    ons = [t for t, _ in rig.ons() if t > 4.3]
+    assert ons[0] == pytest.approx(4.3 + 0.3 + 0.03, abs=0.003)  # half their beat, a chord window late
+    assert ons[1] - ons[0] == pytest.approx(0.6 - 0.03, abs=0.003)  # SCRIPT's 4 steps at 100 bpm
+    fixed = Rig(mode="continue", chord_ms=30, follow_tempo=False)
+    for k in range(8):
+        play(fixed, 0.1 + 0.6 * k, 60 + k, 0.55)
+    fixed.advance(6.0)
+    assert fixed.tempo.bpm == 120 and fixed.tempo.source == "internal"
+    assert [ev.steps for ev in fixed.gen.followed_phrases[-1]] == [5] * 7 + [2]
+    assert next(t for t, _ in fixed.ons() if t > 4.3) == pytest.approx(4.3 + 0.25 + 0.03, abs=0.003)
+    steady = Rig(mode="continue", chord_ms=30)
+    for k, late in enumerate([0, 0.01, -0.01, 0.005, 0, -0.005, 0.01, 0]):
+        play(steady, 0.1 + 0.5 * k + late, 60 + k, 0.45)
+    steady.advance(6.0)
+    assert steady.tempo.bpm == 120 and steady.tempo.source == "internal"
+
+
+def test_continue_mode_refines_the_tempo_it_follows_chord_by_chord():
+    """A tempo read from the first eight chords is about a percent out. It used to snap to itself
+    from then on (each later reading within 0.5% of it counted as it), and the stream drifted off
+    the player's grid; followed, each chord now refines it."""
+    rig = Rig(mode="continue", chord_ms=30)
+    uneven = [0.03, 0, 0, 0, 0, 0, 0, -0.03]  # quarters at 100 bpm, the first eight a little uneven
+    for k in range(32):
+        play(rig, 0.1 + 0.6 * k + (uneven[k] if k < 8 else 0.0), 60 + k % 8, 0.55)
+        if k == 7:
+            assert abs(rig.tempo.bpm / 100 - 1) > 0.005
+    assert rig.tempo.bpm == pytest.approx(100, rel=0.0005)
+
+
+def test_continue_mode_s_stream_goes_on_from_the_player_s_grid_not_their_last_note_alone():
+    """The stream goes on half a beat after the player's last chord. Placed from that chord as
+    heard, it was off their grid by however early or late they struck it; once their tempo is read,
+    it goes on from where the grid fitted to the phrase's chords puts it."""
+    rig = Rig(mode="continue", chord_ms=30)
+    for k in range(16):  # quarters at 100 bpm, the last 40 ms late
+        play(rig, 0.1 + 0.6 * k + (0.04 if k == 15 else 0.0), 60 + k % 8, 0.5)
+    rig.advance(12.0)
+    first = next(t for t, _ in rig.ons() if t > 9.14)
+    assert first == pytest.approx(9.1 + 0.3 + 0.03, abs=0.012)  # not 9.14 + 0.3 + 0.03
 
 
 def test_a_followed_tempo_stays_within_reach_of_bpm():

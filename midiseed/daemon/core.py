@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from midiseed.daemon.config import LIVE_DECODING, STEERING, Config, file_pitch_guard
-from midiseed.daemon.listener import LEGATO_STEPS, TEMPO_SPREAD, Listener
+from midiseed.daemon.listener import LEGATO_STEPS, TEMPO_SNAP, TEMPO_SPREAD, Listener, fit_tempo
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.daemon.tempo import MAX_BPM, MIN_BPM
@@ -36,6 +36,11 @@ SEND_GUARD_SECONDS = 0.002  # generate ahead only when the next due note is furt
 # voice floor's window is 8 (runtime.sampling.VOICE_WINDOW) and a loop pattern is seldom longer.
 PHRASE_GAP_BEATS = 8
 FOLLOW_GROUPS = 16
+# and, with our own clock, streams at the tempo the phrase's chords are struck at: read from this many
+# of them, over the last STREAM_TEMPO_GROUPS (a few onsets say little of a tempo, and the fit
+# then jumped; read from 16, the tempo wandered a percent from chord to chord)
+MIN_STREAM_TEMPO_GROUPS = 8
+STREAM_TEMPO_GROUPS = 32
 # The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
 # ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
 BUSY_TICK_SECONDS = 0.05
@@ -127,8 +132,10 @@ class Performer:
         # continue mode: the stream's first notes after a chord wait this long past their time (steps)
         self.entry_wait = 0.0
         self.last_heard: list[int] = []  # for the live view
-        # continue mode: the recent chords struck, as (grid position of the onset, pitches)
-        self.struck: list[tuple[float, tuple[int, ...]]] = []
+        # continue mode: the recent chords struck, as (grid position of the onset, pitches, its time)
+        self.struck: list[tuple[float, tuple[int, ...], float]] = []
+        self.struck_times: list[float] = []  # and when the phrase's last STREAM_TEMPO_GROUPS were
+        self.stream_clipped = False  # and their tempo was beyond the tempos followed (warned once)
         self.steer = (cfg.voices, cfg.low, cfg.high)  # settable live by CC; 0 = follow the phrase heard
         self._apply_steering()
 
@@ -182,6 +189,7 @@ class Performer:
         elif change:
             log.info("transport %s", change)
             self.struck.clear()  # the position jumps: gaps across it mean nothing
+            self.struck_times.clear()
         if kind in ("start", "songpos") and (self.cursor is not None or self.plan):
             # the song position starts again (or moves): what was planned on the old one would wait
             # for positions that now come at another time, or never. A stream goes on from here; an
@@ -481,12 +489,19 @@ class Performer:
         spb = self.grid.steps_per_beat
         if self.struck and not 0.5 <= onset - self.struck[-1][0] <= (PHRASE_GAP_BEATS + 0.5) * spb:
             self.struck.clear()  # a new phrase
-        self.struck.append((onset, tuple(pitches)))
-        del self.struck[:-FOLLOW_GROUPS]
+            self.struck_times.clear()
+            self.stream_clipped = False
+        self.struck.append((onset, tuple(pitches), self.tempo.time_of(onset)))
+        self.struck_times.append(self.struck[-1][2])
+        del self.struck[:-FOLLOW_GROUPS], self.struck_times[:-STREAM_TEMPO_GROUPS]
+        if self.listener.follow_tempo:
+            on_grid = self._follow_stream_tempo(pos)
+            # on the grid of the tempo followed: where it puts their chord, or where it was heard
+            onset = self.struck[-1][0] if on_grid is None else self.tempo.position(on_grid)
         newest = Event(tuple(pitches), (False,) * len(pitches), max(1, spb // 2))
         phrase = [
             Event(chord, (False,) * len(chord), min(max(1, round(b - a)), self.grid.max_steps))
-            for (a, chord), (b, _) in itertools.pairwise(self.struck)
+            for (a, chord, _), (b, _, _) in itertools.pairwise(self.struck)
         ]
         self.gen.prime([newest], follow=[*phrase, newest])
         self._apply_steering()
@@ -501,6 +516,38 @@ class Performer:
         self.end = None
         self.stats["reseeds"] += 1
         log.debug("re-seeded with %s", pitches)
+
+    def _follow_stream_tempo(self, pos: float) -> float | None:
+        """`continue` mode with our own clock: the tempo the phrase's chords were struck at (`fit_tempo`
+        on their times, from MIN_STREAM_TEMPO_GROUPS of them, within the tempos `_tempo_range`
+        allows) becomes the tempo playing, from now (grid position `pos`): the stream goes on in the
+        player's steps. Their onsets move to its grid. Returns when the grid fitted to their onsets
+        puts the last one (None: no tempo read, or a swing: the stream goes on from it as heard).
+        Phased on one onset, the stream was off their grid by that onset's unevenness."""
+        if len(self.struck_times) < MIN_STREAM_TEMPO_GROUPS:
+            return None
+        self._tempo_range()
+        step, first = self.tempo.step_seconds, self.struck_times[0]
+        last = (self.struck_times[-1] - first) / step
+        # a tempo read from a few onsets is refined by each chord: followed, it does not snap to itself
+        snap = 0.0 if self.tempo.followed else TEMPO_SNAP
+        onsets = {(t - first) / step for t in self.struck_times}
+        factor, base, swing, clipped = fit_tempo(onsets, *self.listener.tempo_range, snap)
+        bpm = self.tempo.bpm
+        if clipped and not self.stream_clipped:
+            low, high = (bpm * f for f in self.listener.tempo_range)
+            log.warning("the chords are played beyond the tempos followed now (%.1f-%.1f bpm)", low, high)
+        self.stream_clipped = clipped
+        if factor != 1.0:
+            lowest, highest = self._tempo_bounds()
+            now = self.tempo.time_of(pos)
+            self.tempo.set_bpm(min(max(bpm * factor, lowest), highest), now, followed=True)
+            self.struck = [(self.tempo.position(t), chord, t) for _, chord, t in self.struck]
+            if abs(factor - 1) >= TEMPO_SNAP:
+                log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
+        if swing:
+            return None
+        return first + (base + round((last - base) * factor) / factor) * step
 
     def use(self, generator: Generator) -> None:
         """Answer with another (loaded) model from now on; what was planned with the old one stops.
@@ -525,6 +572,7 @@ class Performer:
         """Cancel, forget what was heard, then note-offs and All Notes Off on every channel we used."""
         self.listener.forget()
         self.struck.clear()
+        self.struck_times.clear()
         self.plan.clear()
         self.cursor = self.end = None
         self.sounding_planned = set()

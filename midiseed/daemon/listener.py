@@ -306,7 +306,7 @@ def unswung(u: np.ndarray, swing: float) -> np.ndarray:
 
 
 def fit_tempo(
-    onsets: set[float], low: float = 1 / TEMPO_SPREAD, high: float = TEMPO_SPREAD
+    onsets: set[float], low: float = 1 / TEMPO_SPREAD, high: float = TEMPO_SPREAD, snap: float = TEMPO_SNAP
 ) -> tuple[float, float, float, bool]:
     """The player's tempo, beat and swing, from a phrase's onsets (in the tempo source's steps):
     (factor, base, swing, clipped), so that (position - base) * factor is in the player's steps
@@ -322,7 +322,8 @@ def fit_tempo(
     note an eighth, the short a sixteenth). The best one's grid is then fitted to the onsets by
     least squares. Onsets less than LEGATO_STEPS apart count as one (a chord spread wider than the
     chord window). With fewer than MIN_TEMPO_ONSETS onsets, or if no factor is in range: the tempo
-    playing, straight, on the phase of the onsets. The last TEMPO_ONSETS onsets are scored."""
+    playing, straight, on the phase of the onsets; so it is, straight, within `snap` of it. The
+    last TEMPO_ONSETS onsets are scored."""
     x = np.array(sorted(onsets), dtype=float)
     # a chord's notes struck further apart than the chord window (each its own onset, a fraction
     # of a step apart) count as one onset, at their mean: the tempo is of the chords, not the spread
@@ -348,7 +349,7 @@ def fit_tempo(
     if len(set(k)) < 2:
         return 1.0, Listener.phase(onsets), 0.0, False
     slope, base = np.polyfit(k, x, 1)  # positions = base + slope * the player's (swung) steps
-    if abs(slope - 1) < TEMPO_SNAP and not swing:
+    if abs(slope - 1) < snap and not swing:
         return 1.0, Listener.phase(onsets), 0.0, False  # the tempo playing (no drift from the fit's noise)
     factor = float(np.clip(1 / slope, low, high))
     clipped = factor != 1 / slope
