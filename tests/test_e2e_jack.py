@@ -77,6 +77,26 @@ def test_continue_mode_streams_after_a_note_and_keeps_going(daemon_factory):
     assert player.left_on() == set()
 
 
+def test_continue_mode_streams_at_the_tempo_the_player_plays(daemon_factory):
+    daemon, player = daemon_factory("ctempo", mode=("performance", '"continue"'))  # the daemon at 120 bpm
+    start = time.monotonic() + 0.05
+    for k in range(12):  # eighths at 100 bpm, 0.3 s apart: the stream never gets a word in
+        sleep_until(start + 0.3 * k)
+        player.send([0x90, 60 + k % 5, 100])
+        sleep_until(start + 0.3 * k + 0.28)
+        player.send([0x80, 60 + k % 5, 0])
+    time.sleep(2.0)
+    assert daemon.stop() == 0
+    found = re.findall(r"following the player's tempo: ([0-9.]+) bpm", daemon.output())
+    assert found and 99 <= float(found[-1]) <= 101
+    last = start + 0.3 * 11
+    first, *rest = [t for t, _ in player.note_ons() if t > last]
+    assert abs(first - (last + 0.3 + 0.03)) < 0.01  # half their beat after their last note, and chord_ms
+    steps = [(t - start) / 0.15 for t in rest]  # then on their sixteenths (0.15 s), not the daemon's 0.125
+    assert rest and all(abs(s - round(s)) * 0.15 < 0.01 for s in steps)
+    assert player.left_on() == set()
+
+
 def test_answer_follows_the_midi_clock(daemon_factory):
     daemon, player = daemon_factory("clk", clock=("timing", '"midi"'), answer_beats=("performance", 4))
     pulses = []
