@@ -816,6 +816,50 @@ def test_continue_mode_s_stream_goes_on_from_the_player_s_grid_not_their_last_no
     assert first == pytest.approx(9.1 + 0.3 + 0.03, abs=0.012)  # not 9.14 + 0.3 + 0.03
 
 
+def test_continue_mode_follows_the_tempo_of_rolled_chords():
+    """A chord rolled wider than the chord window comes as groups a fraction of a step apart; each
+    started a new phrase, so the tempo, read from eight chords of one, was never followed."""
+    rig = Rig(mode="continue", chord_ms=30)
+    for k in range(16):  # three-note chords in quarters at 100 bpm, each rolled over 80 ms
+        t = 0.1 + 0.6 * k
+        for j, d in enumerate((0.0, 0.04, 0.08)):
+            rig.at(t + d, [0x90, 60 + 4 * j, 90])
+        for j in range(3):
+            rig.at(t + 0.5, [0x80, 60 + 4 * j, 0])
+    assert rig.tempo.bpm == pytest.approx(100, rel=0.005)
+
+
+def test_continue_mode_s_stream_comes_in_where_a_swinging_player_s_next_eighth_falls():
+    """Swung eighths (2:1) at 100 bpm: the off-beat falls 0.4 s after the beat, the next beat 0.2 s
+    after it. The stream went on half a straight beat (0.3 s) after the player's last note, over
+    their late off-beat after a downbeat; it now comes in where their next eighth falls."""
+    for ends_on_the_beat in (True, False):
+        rig = Rig(mode="continue", chord_ms=30)
+        for b in range(8):
+            play(rig, 0.1 + 0.6 * b, 60, 0.35)
+            if b < 7 or not ends_on_the_beat:
+                play(rig, 0.1 + 0.6 * b + 0.4, 62, 0.15)
+        last = 0.1 + 0.6 * 7 + (0.0 if ends_on_the_beat else 0.4)
+        rig.advance(last + 2.0)
+        assert rig.tempo.bpm == pytest.approx(100, rel=0.005)
+        first = next(t for t, _ in rig.ons() if t > last)
+        assert first - last == pytest.approx((0.4 if ends_on_the_beat else 0.2) + 0.03, abs=0.005)
+
+
+def test_continue_mode_warns_once_a_phrase_of_chords_beyond_the_tempos_followed(caplog):
+    """At a tempo's bound the readings of a player there fall either side of it from chord to
+    chord, and each crossing warned again (41 warnings in 200 chords)."""
+    rig = Rig(mode="continue", chord_ms=30)
+    rig.tempo.set_bpm(240, 0.0, followed=True)  # twice bpm: the fastest followed
+    gaps = [0.0625 * g for g in (4, 2, 2, 3, 1, 2, 2)]  # sixteenths at 240 bpm
+    with caplog.at_level("INFO", logger="midiseed.daemon.core"):
+        t = 0.1
+        for k in range(100):
+            play(rig, t, 60 + k % 5, 0.05)
+            t += gaps[k % len(gaps)] * (1.003 if k % 2 else 0.997)
+    assert caplog.text.count("beyond the tempos followed") <= 1
+
+
 def test_a_followed_tempo_stays_within_reach_of_bpm():
     """Phrase after phrase slower, the tempo follows down to half the configured bpm, no further."""
     rig = Rig(answer_beats=1)

@@ -17,8 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from midiseed.daemon.config import LIVE_DECODING, STEERING, Config, file_pitch_guard
-from midiseed.daemon.listener import LEGATO_STEPS, TEMPO_SNAP, TEMPO_SPREAD, Listener, fit_tempo
+from midiseed.daemon.listener import (
+    LEGATO_STEPS,
+    TEMPO_FACTORS,
+    TEMPO_SNAP,
+    TEMPO_SPREAD,
+    Listener,
+    fit_tempo,
+    swung,
+    unswung,
+)
 from midiseed.daemon.notes import NoteTracker
 from midiseed.daemon.status import Stats
 from midiseed.daemon.tempo import MAX_BPM, MIN_BPM
@@ -41,6 +52,9 @@ FOLLOW_GROUPS = 16
 # then jumped; read from 16, the tempo wandered a percent from chord to chord)
 MIN_STREAM_TEMPO_GROUPS = 8
 STREAM_TEMPO_GROUPS = 32
+# a tempo followed is refined within this factor of itself first (a fifth of the fit's work), and
+# read across the whole reach only if the chords are beyond that
+REFINE_SPREAD = 1.06
 # The loop's longest sleep: while an answer plays, keys are down or a chord is forming, ticks plan
 # ahead and watch for stuck keys; with none of that, input (which wakes the loop) is all it waits for.
 BUSY_TICK_SECONDS = 0.05
@@ -135,7 +149,7 @@ class Performer:
         # continue mode: the recent chords struck, as (grid position of the onset, pitches, its time)
         self.struck: list[tuple[float, tuple[int, ...], float]] = []
         self.struck_times: list[float] = []  # and when the phrase's last STREAM_TEMPO_GROUPS were
-        self.stream_clipped = False  # and their tempo was beyond the tempos followed (warned once)
+        self.stream_clipped = False  # and their tempo was read beyond the tempos followed (warned)
         self.steer = (cfg.voices, cfg.low, cfg.high)  # settable live by CC; 0 = follow the phrase heard
         self._apply_steering()
 
@@ -487,12 +501,17 @@ class Performer:
         longest event), the newest half a beat."""
         self.cancel()
         spb = self.grid.steps_per_beat
-        if self.struck and not 0.5 <= onset - self.struck[-1][0] <= (PHRASE_GAP_BEATS + 0.5) * spb:
+        gap = onset - self.struck[-1][0] if self.struck else 0.5
+        # a chord rolled wider than the chord window, with our own clock: its tempo is the phrase's
+        rolled = self.listener.own_grid and 0 <= gap < 0.5
+        if not 0.5 <= gap <= (PHRASE_GAP_BEATS + 0.5) * spb:
             self.struck.clear()  # a new phrase
-            self.struck_times.clear()
-            self.stream_clipped = False
+            if not rolled:
+                self.struck_times.clear()
+                self.stream_clipped = False
         self.struck.append((onset, tuple(pitches), self.tempo.time_of(onset)))
-        self.struck_times.append(self.struck[-1][2])
+        if not rolled:
+            self.struck_times.append(self.struck[-1][2])
         del self.struck[:-FOLLOW_GROUPS], self.struck_times[:-STREAM_TEMPO_GROUPS]
         if self.listener.follow_tempo:
             on_grid = self._follow_stream_tempo(pos)
@@ -521,23 +540,34 @@ class Performer:
         """`continue` mode with our own clock: the tempo the phrase's chords were struck at (`fit_tempo`
         on their times, from MIN_STREAM_TEMPO_GROUPS of them, within the tempos `_tempo_range`
         allows) becomes the tempo playing, from now (grid position `pos`): the stream goes on in the
-        player's steps. Their onsets move to its grid. Returns when the grid fitted to their onsets
-        puts the last one (None: no tempo read, or a swing: the stream goes on from it as heard).
-        Phased on one onset, the stream was off their grid by that onset's unevenness."""
+        player's steps. Their onsets move to its grid. Returns when the stream is to read their last
+        chord from: half of their beat before their next eighth, on the grid fitted to their onsets
+        (None: no tempo read, and it goes on from the chord as heard). Phased on one onset, the
+        stream was off their grid by that onset's unevenness."""
         if len(self.struck_times) < MIN_STREAM_TEMPO_GROUPS:
             return None
         self._tempo_range()
         step, first = self.tempo.step_seconds, self.struck_times[0]
         last = (self.struck_times[-1] - first) / step
-        # a tempo read from a few onsets is refined by each chord: followed, it does not snap to itself
-        snap = 0.0 if self.tempo.followed else TEMPO_SNAP
         onsets = {(t - first) / step for t in self.struck_times}
-        factor, base, swing, clipped = fit_tempo(onsets, *self.listener.tempo_range, snap)
+        low, high = self.listener.tempo_range
+        fit = None
+        if self.tempo.followed:
+            # a tempo read from a few onsets is refined by each chord (it does not snap to itself),
+            # near itself first
+            near = (max(low, 1 / REFINE_SPREAD), min(high, REFINE_SPREAD))
+            span = math.log(near[1] / near[0]) / math.log(TEMPO_SPREAD**2)  # of the whole reach
+            count = 1 + math.ceil((TEMPO_FACTORS - 1) * span)
+            fit = fit_tempo(onsets, *near, snap=0.0, count=count)
+        if fit is None or fit[3]:
+            fit = fit_tempo(onsets, low, high, snap=0.0 if self.tempo.followed else TEMPO_SNAP)
+        factor, base, swing, clipped = fit
         bpm = self.tempo.bpm
-        if clipped and not self.stream_clipped:
-            low, high = (bpm * f for f in self.listener.tempo_range)
-            log.warning("the chords are played beyond the tempos followed now (%.1f-%.1f bpm)", low, high)
-        self.stream_clipped = clipped
+        if clipped and not self.stream_clipped:  # once a phrase (at a bound, readings flicker across it)
+            log.warning(
+                "the chords are played beyond the tempos followed now (%.1f-%.1f bpm)", bpm * low, bpm * high
+            )
+            self.stream_clipped = True
         if factor != 1.0:
             lowest, highest = self._tempo_bounds()
             now = self.tempo.time_of(pos)
@@ -545,9 +575,11 @@ class Performer:
             self.struck = [(self.tempo.position(t), chord, t) for _, chord, t in self.struck]
             if abs(factor - 1) >= TEMPO_SNAP:
                 log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
-        if swing:
-            return None
-        return first + (base + round((last - base) * factor) / factor) * step
+        # their last chord's place on their (swung) grid, and the place half a beat on, where the
+        # stream comes in (half a straight beat after a downbeat comes before a swung off-beat)
+        k = float(np.round(unswung(np.array((last - base) * factor), swing)))
+        ahead = float(swung(np.array(k + 2), swing)) - self.grid.steps_per_beat / 2
+        return first + (base + ahead / factor) * step
 
     def use(self, generator: Generator) -> None:
         """Answer with another (loaded) model from now on; what was planned with the old one stops.

@@ -46,6 +46,7 @@ LOG_GAP_SHARE = np.log([GAP_SHARE.get(g, RARE_GAP) for g in range(max(GAP_SHARE)
 MIN_TEMPO_ONSETS = 4  # fewer onsets than this say nothing of a tempo
 TEMPO_SNAP = 0.005  # a tempo read this close to the one playing is that one
 TEMPO_ONSETS = 48  # the tempo is read from the last this many onsets
+TEMPO_FACTORS = 121  # tempos tried across the reach (TEMPO_SPREAD each way): 0.43% apart
 SWINGS = (0.0, 1 / 3, 2 / 3)  # straight, light swing (7:5) and triplet swing (2:1), in steps
 SWING_COST = 2.0  # a swing must fit better than straight by this much (nats) to be read as one
 
@@ -306,24 +307,28 @@ def unswung(u: np.ndarray, swing: float) -> np.ndarray:
 
 
 def fit_tempo(
-    onsets: set[float], low: float = 1 / TEMPO_SPREAD, high: float = TEMPO_SPREAD, snap: float = TEMPO_SNAP
+    onsets: set[float],
+    low: float = 1 / TEMPO_SPREAD,
+    high: float = TEMPO_SPREAD,
+    snap: float = TEMPO_SNAP,
+    count: int = TEMPO_FACTORS,
 ) -> tuple[float, float, float, bool]:
     """The player's tempo, beat and swing, from a phrase's onsets (in the tempo source's steps):
     (factor, base, swing, clipped), so that (position - base) * factor is in the player's steps
     (with a swing, their beats on the multiples of 4, and unswung(that, swing) in straight steps);
     clipped: the tempo fitted was beyond [low, high], and the factor is the nearest bound.
 
-    Each factor in [low, high] (a fine log grid), beat phase (an eighth of a step apart) and swing
-    in SWINGS is scored by how far the onsets fall from its grid (normal, sd ONSET_SD of the
-    player's step), how common the gaps between them are in music (GAP_SHARE: eighths read as 2.4
-    steps are far likelier eighths at a slower tempo than a run of 2s and 3s), how far it is from
-    the tempo playing (log-normal, sd TEMPO_SD) and, for a swing, SWING_COST (swung eighths,
-    long-short, would otherwise be read as straight ones at three quarters of the tempo, the long
-    note an eighth, the short a sixteenth). The best one's grid is then fitted to the onsets by
-    least squares. Onsets less than LEGATO_STEPS apart count as one (a chord spread wider than the
-    chord window). With fewer than MIN_TEMPO_ONSETS onsets, or if no factor is in range: the tempo
-    playing, straight, on the phase of the onsets; so it is, straight, within `snap` of it. The
-    last TEMPO_ONSETS onsets are scored."""
+    Each of `count` factors in [low, high] (a fine log grid), beat phase (an eighth of a step
+    apart) and swing in SWINGS is scored by how far the onsets fall from its grid (normal, sd
+    ONSET_SD of the player's step), how common the gaps between them are in music (GAP_SHARE:
+    eighths read as 2.4 steps are far likelier eighths at a slower tempo than a run of 2s and 3s),
+    how far it is from the tempo playing (log-normal, sd TEMPO_SD) and, for a swing, SWING_COST
+    (swung eighths, long-short, would otherwise be read as straight ones at three quarters of the
+    tempo, the long note an eighth, the short a sixteenth). The best one's grid is then fitted to
+    the onsets by least squares. Onsets less than LEGATO_STEPS apart count as one (a chord spread
+    wider than the chord window). With fewer than MIN_TEMPO_ONSETS onsets, or if no factor is in
+    range: the tempo playing, straight, on the phase of the onsets; so it is, straight, within
+    `snap` of it. The last TEMPO_ONSETS onsets are scored."""
     x = np.array(sorted(onsets), dtype=float)
     # a chord's notes struck further apart than the chord window (each its own onset, a fraction
     # of a step apart) count as one onset, at their mean: the tempo is of the chords, not the spread
@@ -331,7 +336,7 @@ def fit_tempo(
     x = np.array([part.mean() for part in np.split(x, split)])[-TEMPO_ONSETS:]
     if len(x) < MIN_TEMPO_ONSETS or not 0 < low <= 1 <= high:
         return 1.0, Listener.phase(onsets), 0.0, False
-    factors = np.exp(np.linspace(np.log(low), np.log(high), 121))
+    factors = np.exp(np.linspace(np.log(low), np.log(high), count))
     phases = np.arange(32) / 8
     y = x[None, None, :] * factors[:, None, None] - phases[None, :, None]  # factor, phase, onset
     best = (np.inf, 0, 0, 0.0)
