@@ -41,7 +41,7 @@ class Config:
     bpm: float = 120.0
     chord_ms: float = 30.0  # notes starting this close together form one chord
     quantize_start: bool = True  # start answers and the stream in time (False: as soon as ready)
-    follow_tempo: bool = True  # internal clock, respond mode: read a phrase at its own tempo, answer at it
+    follow_tempo: bool = True  # internal clock: answer (respond) and stream (continue) at the player's tempo
     realtime: bool = True  # ask for real-time scheduling (SCHED_FIFO) where the system allows it
     # [performance]
     mode: str = "respond"  # respond | continue
