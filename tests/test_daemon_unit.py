@@ -860,6 +860,35 @@ def test_continue_mode_warns_once_a_phrase_of_chords_beyond_the_tempos_followed(
     assert caplog.text.count("beyond the tempos followed") <= 1
 
 
+def test_continue_mode_takes_up_a_new_tempo_after_a_bar_s_rest_and_a_change_inside_a_phrase():
+    """The tempo was read from the phrase's last 32 chords: after a bar's rest, eighths at 135 where
+    they had been at 100 were still read near 100 24 chords on. A bar's silence now starts the
+    reading afresh (a whole note held does not). Inside a phrase, quarters moving from 100 to 125
+    bpm were read as a cross-rhythm at 83 bpm for good (a swing reading absorbed the misfit); the
+    refinement now keeps the phrase's feel, and once the chords are beyond it the tempo is read
+    afresh from the last eight."""
+    rig = Rig(mode="continue", chord_ms=30)
+    t = 0.1
+    for k in range(32):
+        bpm = 100 if k < 16 else 135
+        if k == 16:
+            t += 4 * 0.6  # a bar's rest at 100 bpm
+        play(rig, t, 60 + k % 5, 0.9 * 30 / bpm)
+        t += 30 / bpm  # eighths
+    assert rig.tempo.bpm == pytest.approx(135, rel=0.01)
+    held = Rig(mode="continue", chord_ms=30)
+    for k in range(24):  # quarters at 100 bpm, the 16th a whole note
+        play(held, 0.1 + 0.6 * k + (1.8 if k > 15 else 0.0), 60 + k % 5, 2.35 if k == 15 else 0.55)
+    assert len(held.perf.struck_times) == 24  # one reading, the whole note inside it
+    rig = Rig(mode="continue", chord_ms=30)
+    t = 0.1
+    for k in range(64):
+        gap = 0.6 if k < 16 else 0.48  # quarters at 100, then at 125
+        play(rig, t, 60 + k % 5, 0.9 * gap)
+        t += gap
+    assert rig.tempo.bpm == pytest.approx(125, rel=0.01)
+
+
 def test_a_followed_tempo_stays_within_reach_of_bpm():
     """Phrase after phrase slower, the tempo follows down to half the configured bpm, no further."""
     rig = Rig(answer_beats=1)

@@ -49,9 +49,12 @@ PHRASE_GAP_BEATS = 8
 FOLLOW_GROUPS = 16
 # and, with our own clock, streams at the tempo the phrase's chords are struck at: read from this many
 # of them, over the last STREAM_TEMPO_GROUPS (a few onsets say little of a tempo, and the fit
-# then jumped; read from 16, the tempo wandered a percent from chord to chord)
+# then jumped; read from 16, the tempo wandered a percent from chord to chord), since a silence
+# of TEMPO_REST_BEATS or more (a bar's rest: a new tempo after it was taken up only 16-24 chords
+# on; counted from onsets, a whole note restarted it too)
 MIN_STREAM_TEMPO_GROUPS = 8
 STREAM_TEMPO_GROUPS = 32
+TEMPO_REST_BEATS = 3.5
 # a tempo followed is refined within this factor of itself first (a fifth of the fit's work), and
 # read across the whole reach only if the chords are beyond that
 REFINE_SPREAD = 1.06
@@ -150,6 +153,7 @@ class Performer:
         self.struck: list[tuple[float, tuple[int, ...], float]] = []
         self.struck_times: list[float] = []  # and when the phrase's last STREAM_TEMPO_GROUPS were
         self.stream_clipped = False  # and their tempo was read beyond the tempos followed (warned)
+        self.stream_swing: float | None = None  # and the swing it was read with (None: not yet)
         self.steer = (cfg.voices, cfg.low, cfg.high)  # settable live by CC; 0 = follow the phrase heard
         self._apply_steering()
 
@@ -492,13 +496,13 @@ class Performer:
         self.stats["answers"] += 1
         log.info("heard a phrase of %d events; answering for %g beats", len(events), beats)
 
-    def _reseed(self, pitches: list[int], velocity: int, onset: float, pos: float) -> None:
+    def _reseed(self, pitches: list[int], velocity: int, onset: float, rest: float, pos: float) -> None:
         """`continue` mode, a chord (or note) struck at grid position `onset`, taken at `pos`: the
         model reads it at once, and what the stream follows (voices, register, note rate, loops
         allowed) is the phrase the recent chords make: those since the last gap of more than
         PHRASE_GAP_BEATS (or since time stood still or went back: a stopped or relocated MIDI
         clock), at most FOLLOW_GROUPS, each as long as the gap to the next onset (at most the grid's
-        longest event), the newest half a beat."""
+        longest event), the newest half a beat. `rest`: the seconds of silence before the chord."""
         self.cancel()
         spb = self.grid.steps_per_beat
         gap = onset - self.struck[-1][0] if self.struck else 0.5
@@ -508,7 +512,10 @@ class Performer:
             self.struck.clear()  # a new phrase
             if not rolled:
                 self.struck_times.clear()
-                self.stream_clipped = False
+                self.stream_clipped, self.stream_swing = False, None
+        elif rest >= TEMPO_REST_BEATS * spb * self.tempo.step_seconds:
+            self.struck_times.clear()  # the tempo may be new after a rest
+            self.stream_swing = None
         self.struck.append((onset, tuple(pitches), self.tempo.time_of(onset)))
         if not rolled:
             self.struck_times.append(self.struck[-1][2])
@@ -547,21 +554,27 @@ class Performer:
         if len(self.struck_times) < MIN_STREAM_TEMPO_GROUPS:
             return None
         self._tempo_range()
-        step, first = self.tempo.step_seconds, self.struck_times[0]
-        last = (self.struck_times[-1] - first) / step
-        onsets = {(t - first) / step for t in self.struck_times}
-        low, high = self.listener.tempo_range
+        step, low, high = self.tempo.step_seconds, *self.listener.tempo_range
         fit = None
-        if self.tempo.followed:
+        if self.tempo.followed and self.stream_swing is not None:
             # a tempo read from a few onsets is refined by each chord (it does not snap to itself),
-            # near itself first
+            # near itself and in the feel it was read with (another swing absorbed a misfit)
             near = (max(low, 1 / REFINE_SPREAD), min(high, REFINE_SPREAD))
             span = math.log(near[1] / near[0]) / math.log(TEMPO_SPREAD**2)  # of the whole reach
             count = 1 + math.ceil((TEMPO_FACTORS - 1) * span)
-            fit = fit_tempo(onsets, *near, snap=0.0, count=count)
-        if fit is None or fit[3]:
+            first = self.struck_times[0]
+            onsets = {(t - first) / step for t in self.struck_times}
+            fit = fit_tempo(onsets, *near, snap=0.0, count=count, swings=(self.stream_swing,))
+            if fit[3]:  # beyond: they moved. Read afresh from the last chords (the rest were another tempo)
+                del self.struck_times[:-MIN_STREAM_TEMPO_GROUPS]
+                fit = None
+        first = self.struck_times[0]
+        last = (self.struck_times[-1] - first) / step
+        if fit is None:
+            onsets = {(t - first) / step for t in self.struck_times}
             fit = fit_tempo(onsets, low, high, snap=0.0 if self.tempo.followed else TEMPO_SNAP)
         factor, base, swing, clipped = fit
+        self.stream_swing = swing
         bpm = self.tempo.bpm
         if clipped and not self.stream_clipped:  # once a phrase (at a bound, readings flicker across it)
             log.warning(

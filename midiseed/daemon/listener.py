@@ -59,6 +59,7 @@ class Group:
     pos: float
     pitches: list[int] = field(default_factory=list)
     taken: bool = False
+    rest: float = 0.0  # seconds of silence (no key down) before it
 
 
 class Listener:
@@ -110,7 +111,8 @@ class Listener:
         if self.group is not None and not self.group.taken and t - self.group.t <= self.chord_seconds:
             pos = self.group.pos
         else:
-            self.group = Group(t, pos)
+            silent = not self.held and self.last_release_t is not None
+            self.group = Group(t, pos, rest=t - self.last_release_t if silent else 0.0)
         self.group.pitches.append(pitch)
         self.swallowed.pop((channel, pitch), None)
         self.let_go.discard((channel, pitch))
@@ -277,9 +279,9 @@ class Listener:
                 out[i] = (p, a, end, v)
         return out
 
-    def take_group(self, t: float) -> tuple[list[int], int, float] | None:
+    def take_group(self, t: float) -> tuple[list[int], int, float, float] | None:
         """Once the chord window has closed: the pitches struck together (for `continue` mode), their
-        mean velocity and the grid position they were struck at."""
+        mean velocity, the grid position they were struck at and the seconds of silence before."""
         g = self.group
         if g is None or g.taken or t - g.t < self.chord_seconds:
             return None
@@ -287,7 +289,8 @@ class Listener:
         velocities = [v for (_, p), (pos, v) in self.held.items() if p in g.pitches and pos == g.pos]
         velocities += [v for p, pos, _, v in self.finished if p in g.pitches and pos == g.pos]
         self.finished = [n for n in self.finished if n[1] >= g.pos]  # older notes are already fed
-        return sorted(set(g.pitches)), round(sum(velocities) / len(velocities)) if velocities else 0, g.pos
+        velocity = round(sum(velocities) / len(velocities)) if velocities else 0
+        return sorted(set(g.pitches)), velocity, g.pos, g.rest
 
 
 def swung(k: np.ndarray, swing: float) -> np.ndarray:
@@ -312,6 +315,7 @@ def fit_tempo(
     high: float = TEMPO_SPREAD,
     snap: float = TEMPO_SNAP,
     count: int = TEMPO_FACTORS,
+    swings: tuple[float, ...] = SWINGS,
 ) -> tuple[float, float, float, bool]:
     """The player's tempo, beat and swing, from a phrase's onsets (in the tempo source's steps):
     (factor, base, swing, clipped), so that (position - base) * factor is in the player's steps
@@ -319,7 +323,7 @@ def fit_tempo(
     clipped: the tempo fitted was beyond [low, high], and the factor is the nearest bound.
 
     Each of `count` factors in [low, high] (a fine log grid), beat phase (an eighth of a step
-    apart) and swing in SWINGS is scored by how far the onsets fall from its grid (normal, sd
+    apart) and swing in `swings` is scored by how far the onsets fall from its grid (normal, sd
     ONSET_SD of the player's step), how common the gaps between them are in music (GAP_SHARE:
     eighths read as 2.4 steps are far likelier eighths at a slower tempo than a run of 2s and 3s),
     how far it is from the tempo playing (log-normal, sd TEMPO_SD) and, for a swing, SWING_COST
@@ -340,7 +344,7 @@ def fit_tempo(
     phases = np.arange(32) / 8
     y = x[None, None, :] * factors[:, None, None] - phases[None, :, None]  # factor, phase, onset
     best = (np.inf, 0, 0, 0.0)
-    for swing in SWINGS:
+    for swing in swings:
         steps = np.round(unswung(y, swing) if swing else y)
         gaps = np.clip(np.diff(steps, axis=2), 0, len(LOG_GAP_SHARE) - 1).astype(np.int64)
         off = y - (swung(steps, swing) if swing else steps)
