@@ -889,6 +889,39 @@ def test_continue_mode_takes_up_a_new_tempo_after_a_bar_s_rest_and_a_change_insi
     assert rig.tempo.bpm == pytest.approx(125, rel=0.01)
 
 
+def test_continue_mode_s_rest_is_a_break_in_the_pattern_not_any_silence():
+    """A bar's silence restarts the tempo's reading, but only where it breaks the phrase's pattern:
+    staccato chords stabbed once a bar (2.2 s of silence each) restarted it at every chord and were
+    never followed. A key whose only release came soon after its re-strike (a device sending on,
+    on, off) hid the silence before a new tempo. A panic kept the swing the last phrase was read
+    with, and the next phrase was refined in it."""
+    stabs = Rig(mode="continue", chord_ms=30)
+    for k in range(16):  # once a bar at 100 bpm, held 0.2 s
+        play(stabs, 0.1 + 2.4 * k, 60 + k % 3, 0.2)
+    assert stabs.tempo.bpm == pytest.approx(100, rel=0.005)
+    rig = Rig(mode="continue", chord_ms=30)
+    t = 0.1
+    for k in range(32):
+        if k == 16:
+            t += 4 * 0.6  # a bar's rest at 100 bpm, after a key sent on, on, off
+        bpm = 100 if k < 16 else 135
+        if k == 15:  # struck again 0.15 s on, and one release 50 ms after that
+            rig.at(t, [0x90, 64, 90])
+            rig.at(t + 0.15, [0x90, 64, 90])
+            rig.at(t + 0.2, [0x80, 64, 0])
+        else:
+            play(rig, t, 60 + k % 5, 0.9 * 30 / bpm)
+        t += 30 / bpm
+    assert rig.tempo.bpm == pytest.approx(135, rel=0.01)
+    swung = Rig(mode="continue", chord_ms=30)
+    for b in range(8):
+        play(swung, 0.1 + 0.6 * b, 60, 0.35)
+        play(swung, 0.1 + 0.6 * b + 0.4, 62, 0.15)
+    assert swung.perf.stream_swing == pytest.approx(2 / 3)
+    swung.at(5.5, [0xB0, 123, 0])  # a panic
+    assert swung.perf.stream_swing is None
+
+
 def test_a_followed_tempo_stays_within_reach_of_bpm():
     """Phrase after phrase slower, the tempo follows down to half the configured bpm, no further."""
     rig = Rig(answer_beats=1)

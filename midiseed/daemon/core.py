@@ -207,7 +207,7 @@ class Performer:
         elif change:
             log.info("transport %s", change)
             self.struck.clear()  # the position jumps: gaps across it mean nothing
-            self.struck_times.clear()
+            self._forget_stream_tempo()
         if kind in ("start", "songpos") and (self.cursor is not None or self.plan):
             # the song position starts again (or moves): what was planned on the old one would wait
             # for positions that now come at another time, or never. A stream goes on from here; an
@@ -511,9 +511,8 @@ class Performer:
         if not 0.5 <= gap <= (PHRASE_GAP_BEATS + 0.5) * spb:
             self.struck.clear()  # a new phrase
             if not rolled:
-                self.struck_times.clear()
-                self.stream_clipped, self.stream_swing = False, None
-        elif rest >= TEMPO_REST_BEATS * spb * self.tempo.step_seconds:
+                self._forget_stream_tempo()
+        elif rest >= TEMPO_REST_BEATS * spb * self.tempo.step_seconds and self._a_break(onset):
             self.struck_times.clear()  # the tempo may be new after a rest
             self.stream_swing = None
         self.struck.append((onset, tuple(pitches), self.tempo.time_of(onset)))
@@ -543,6 +542,21 @@ class Performer:
         self.stats["reseeds"] += 1
         log.debug("re-seeded with %s", pitches)
 
+    def _a_break(self, onset: float) -> bool:
+        """Whether a chord struck at grid position `onset` breaks the phrase's pattern: more than
+        twice its usual gap (the median of the last ones) after the one before (a chord stabbed once
+        a bar, with a bar's silence each time, is a pattern, not a rest)."""
+        times = [t for *_, t in self.struck[-MIN_STREAM_TEMPO_GROUPS:]]  # the phrase's, kept over rests
+        if len(times) < 2:
+            return True
+        usual = float(np.median(np.diff(times)))
+        return self.tempo.time_of(onset) - times[-1] > 2 * usual
+
+    def _forget_stream_tempo(self) -> None:
+        """The tempo's onsets and what was read from them, gone (a new phrase, a panic, a jump)."""
+        self.struck_times.clear()
+        self.stream_clipped, self.stream_swing = False, None
+
     def _follow_stream_tempo(self, pos: float) -> float | None:
         """`continue` mode with our own clock: the tempo the phrase's chords were struck at (`fit_tempo`
         on their times, from MIN_STREAM_TEMPO_GROUPS of them, within the tempos `_tempo_range`
@@ -565,7 +579,9 @@ class Performer:
             first = self.struck_times[0]
             onsets = {(t - first) / step for t in self.struck_times}
             fit = fit_tempo(onsets, *near, snap=0.0, count=count, swings=(self.stream_swing,))
-            if fit[3]:  # beyond: they moved. Read afresh from the last chords (the rest were another tempo)
+            if fit[3] and fit[0] not in (low, high):
+                # beyond: they moved (not at the whole range's edge: there it is jitter). Read afresh
+                # from the last chords (the rest were another tempo)
                 del self.struck_times[:-MIN_STREAM_TEMPO_GROUPS]
                 fit = None
         first = self.struck_times[0]
@@ -617,7 +633,7 @@ class Performer:
         """Cancel, forget what was heard, then note-offs and All Notes Off on every channel we used."""
         self.listener.forget()
         self.struck.clear()
-        self.struck_times.clear()
+        self._forget_stream_tempo()
         self.plan.clear()
         self.cursor = self.end = None
         self.sounding_planned = set()

@@ -111,7 +111,8 @@ class Listener:
         if self.group is not None and not self.group.taken and t - self.group.t <= self.chord_seconds:
             pos = self.group.pos
         else:
-            silent = not self.held and self.last_release_t is not None
+            # no key down (one whose only release came soon after its re-strike is let go)
+            silent = all(key in self.swallowed for key in self.held) and self.last_release_t is not None
             self.group = Group(t, pos, rest=t - self.last_release_t if silent else 0.0)
         self.group.pitches.append(pitch)
         self.swallowed.pop((channel, pitch), None)
