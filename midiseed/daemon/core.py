@@ -451,6 +451,11 @@ class Performer:
         """The slowest and fastest tempo followed: half and twice bpm, within MIN_BPM..MAX_BPM."""
         return max(self.cfg.bpm / 2, MIN_BPM), min(self.cfg.bpm * 2, MAX_BPM)
 
+    def _follow(self, factor: float, t: float) -> None:
+        """The tempo playing times `factor`, within `_tempo_bounds`, is the player's from time t."""
+        lowest, highest = self._tempo_bounds()
+        self.tempo.set_bpm(min(max(self.tempo.bpm * factor, lowest), highest), t, followed=True)
+
     def _answer(self, t: float, pos: float) -> None:
         listener = self.listener
         self._tempo_range()
@@ -463,8 +468,7 @@ class Performer:
             # the answer plays at the tempo the phrase was played at: the grid changes speed now,
             # keeping where the player's beat falls (the phrase's first onset, on their grid)
             at, first_beat = self.tempo.time_of(pos), self.tempo.time_of(listener.origin)
-            lowest, highest = self._tempo_bounds()
-            self.tempo.set_bpm(min(max(bpm * listener.factor, lowest), highest), t, followed=True)
+            self._follow(listener.factor, t)
             pos, listener.origin = self.tempo.position(at), self.tempo.position(first_beat)
         if listener.clipped:  # it would have been read faster or slower (at a bound: not at all)
             low, high = (bpm * f for f in listener.tempo_range)
@@ -505,6 +509,7 @@ class Performer:
         longest event), the newest half a beat. `rest`: the seconds of silence before the chord."""
         self.cancel()
         spb = self.grid.steps_per_beat
+        struck_at = self.tempo.time_of(onset)
         gap = onset - self.struck[-1][0] if self.struck else 0.5
         # a chord rolled wider than the chord window, with our own clock: its tempo is the phrase's
         rolled = self.listener.own_grid and 0 <= gap < 0.5
@@ -512,12 +517,12 @@ class Performer:
             self.struck.clear()  # a new phrase
             if not rolled:
                 self._forget_stream_tempo()
-        elif rest >= TEMPO_REST_BEATS * spb * self.tempo.step_seconds and self._a_break(onset):
+        elif rest >= TEMPO_REST_BEATS * spb * self.tempo.step_seconds and self._a_break(struck_at):
             self.struck_times.clear()  # the tempo may be new after a rest
             self.stream_swing = None
-        self.struck.append((onset, tuple(pitches), self.tempo.time_of(onset)))
+        self.struck.append((onset, tuple(pitches), struck_at))
         if not rolled:
-            self.struck_times.append(self.struck[-1][2])
+            self.struck_times.append(struck_at)
         del self.struck[:-FOLLOW_GROUPS], self.struck_times[:-STREAM_TEMPO_GROUPS]
         if self.listener.follow_tempo:
             on_grid = self._follow_stream_tempo(pos)
@@ -542,15 +547,15 @@ class Performer:
         self.stats["reseeds"] += 1
         log.debug("re-seeded with %s", pitches)
 
-    def _a_break(self, onset: float) -> bool:
-        """Whether a chord struck at grid position `onset` breaks the phrase's pattern: more than
-        twice its usual gap (the median of the last ones) after the one before (a chord stabbed once
-        a bar, with a bar's silence each time, is a pattern, not a rest)."""
+    def _a_break(self, struck_at: float) -> bool:
+        """Whether a chord struck at time `struck_at` breaks the phrase's pattern: more than twice
+        its usual gap (the median of the last ones) after the one before (a chord stabbed once a
+        bar, with a bar's silence each time, is a pattern, not a rest)."""
         times = [t for *_, t in self.struck[-MIN_STREAM_TEMPO_GROUPS:]]  # the phrase's, kept over rests
         if len(times) < 2:
             return True
         usual = float(np.median(np.diff(times)))
-        return self.tempo.time_of(onset) - times[-1] > 2 * usual
+        return struck_at - times[-1] > 2 * usual
 
     def _forget_stream_tempo(self) -> None:
         """The tempo's onsets and what was read from them, gone (a new phrase, a panic, a jump)."""
@@ -569,6 +574,10 @@ class Performer:
             return None
         self._tempo_range()
         step, low, high = self.tempo.step_seconds, *self.listener.tempo_range
+
+        def onsets() -> set[float]:  # in steps of the tempo playing, from the first onset kept
+            return {(t - self.struck_times[0]) / step for t in self.struck_times}
+
         fit = None
         if self.tempo.followed and self.stream_swing is not None:
             # a tempo read from a few onsets is refined by each chord (it does not snap to itself),
@@ -576,19 +585,16 @@ class Performer:
             near = (max(low, 1 / REFINE_SPREAD), min(high, REFINE_SPREAD))
             span = math.log(near[1] / near[0]) / math.log(TEMPO_SPREAD**2)  # of the whole reach
             count = 1 + math.ceil((TEMPO_FACTORS - 1) * span)
-            first = self.struck_times[0]
-            onsets = {(t - first) / step for t in self.struck_times}
-            fit = fit_tempo(onsets, *near, snap=0.0, count=count, swings=(self.stream_swing,))
+            fit = fit_tempo(onsets(), *near, snap=0.0, count=count, swings=(self.stream_swing,))
             if fit[3] and fit[0] not in (low, high):
                 # beyond: they moved (not at the whole range's edge: there it is jitter). Read afresh
                 # from the last chords (the rest were another tempo)
                 del self.struck_times[:-MIN_STREAM_TEMPO_GROUPS]
                 fit = None
+        if fit is None:
+            fit = fit_tempo(onsets(), low, high, snap=0.0 if self.tempo.followed else TEMPO_SNAP)
         first = self.struck_times[0]
         last = (self.struck_times[-1] - first) / step
-        if fit is None:
-            onsets = {(t - first) / step for t in self.struck_times}
-            fit = fit_tempo(onsets, low, high, snap=0.0 if self.tempo.followed else TEMPO_SNAP)
         factor, base, swing, clipped = fit
         self.stream_swing = swing
         bpm = self.tempo.bpm
@@ -598,9 +604,7 @@ class Performer:
             )
             self.stream_clipped = True
         if factor != 1.0:
-            lowest, highest = self._tempo_bounds()
-            now = self.tempo.time_of(pos)
-            self.tempo.set_bpm(min(max(bpm * factor, lowest), highest), now, followed=True)
+            self._follow(factor, self.tempo.time_of(pos))
             self.struck = [(self.tempo.position(t), chord, t) for _, chord, t in self.struck]
             if abs(factor - 1) >= TEMPO_SNAP:
                 log.info("following the player's tempo: %.1f bpm", self.tempo.bpm)
